@@ -1,0 +1,148 @@
+"""The generator: a pix2pix U-Net with an Iizuka et al. (2016) global fusion layer, in PyTorch.
+
+It lives on the runtime side because the torch backends need it; the trainer imports it from here
+(never the other way round). Importing this module imports torch, so the runtime imports it lazily.
+
+Layout (``depth`` = D levels, widths w_i = ngf * min(2**i, max_mult)):
+
+    L -> down_0 .. down_{D-1}  (4x4 stride-2 convs; LeakyReLU 0.2 before all but the first;
+                                 norm on all but the first and the innermost)
+      -> fusion: global branch on encoder level ``fusion_level`` (two 3x3 stride-2 convs, global
+         average pooling, a 2-layer MLP) -> vector broadcast over the bottleneck, concatenated
+         with it and mixed by a 1x1 conv
+      -> up_{D-1} .. up_0       (ReLU, 4x4 stride-2 transposed conv, norm, dropout in the innermost
+                                 blocks; each output concatenated with the matching encoder skip)
+      -> tanh -> ab in [-1, 1]
+
+Global average pooling (no fixed-size layer over the map) lets it run at any H, W that are
+multiples of 2**depth.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .spec import ModelSpec
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    return nn.Identity()
+
+
+def _upconv(kind: str, cin: int, cout: int, bias: bool) -> nn.Module:
+    if kind == "convtranspose":
+        return nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=bias)
+    # Resize-convolution avoids the checkerboard pattern of strided transposed convs.
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(cin, cout, 3, 1, 1, bias=bias))
+
+
+class GlobalFusion(nn.Module):
+    """Global image feature (strided convs -> GAP -> MLP) fused into the bottleneck by a 1x1 conv."""
+
+    def __init__(self, in_channels: int, bottleneck_channels: int, dim: int, norm: str):
+        super().__init__()
+        mid = max(in_channels * 2, 64)
+        bias = norm == "none"
+        self.features = nn.Sequential(
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(in_channels, mid, 3, 2, 1, bias=bias),
+            _norm(norm, mid),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(mid, mid, 3, 2, 1, bias=bias),
+            _norm(norm, mid),
+            nn.LeakyReLU(0.2, True),
+        )
+        self.mlp = nn.Sequential(nn.Linear(mid, dim), nn.ReLU(True), nn.Linear(dim, dim), nn.ReLU(True))
+        self.mix = nn.Conv2d(bottleneck_channels + dim, bottleneck_channels, 1)
+
+    def forward(self, source: torch.Tensor, bottleneck: torch.Tensor) -> torch.Tensor:
+        g = self.mlp(self.features(source).mean(dim=(2, 3)))
+        g = g[:, :, None, None].expand(-1, -1, bottleneck.shape[2], bottleneck.shape[3])
+        return self.mix(torch.cat([bottleneck, g], dim=1))
+
+
+class UNetGenerator(nn.Module):
+    """Normalized L (N, 1, H, W) in [-1, 1] -> normalized ab (N, 2, H, W) in [-1, 1]."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        d, bias = spec.depth, spec.norm != "batch"
+        w = [spec.width(i) for i in range(d)]
+        self.down = nn.ModuleList()
+        for i in range(d):
+            if i == 0:
+                self.down.append(nn.Conv2d(1, w[0], 4, 2, 1, bias=bias))
+            else:
+                innermost = i == d - 1
+                self.down.append(
+                    nn.Sequential(
+                        nn.LeakyReLU(0.2, True),
+                        nn.Conv2d(w[i - 1], w[i], 4, 2, 1, bias=bias or innermost),
+                        nn.Identity() if innermost else _norm(spec.norm, w[i]),
+                    )
+                )
+        self.fusion = GlobalFusion(w[spec.fusion_level - 1], w[d - 1], spec.fusion_dim, spec.norm) if spec.fusion else None
+        self.up = nn.ModuleList()
+        # up[i] undoes down[i]; dropout in the blocks just outside the innermost, as in pix2pix.
+        dropout_levels = set(range(max(1, d - 1 - spec.dropout_blocks), d - 1)) if spec.dropout > 0 else set()
+        for i in range(d):
+            cin = w[i] if i == d - 1 else 2 * w[i]
+            if i == 0:
+                self.up.append(nn.Sequential(nn.ReLU(True), _upconv(spec.upsample, cin, 2, True), nn.Tanh()))
+            else:
+                layers = [nn.ReLU(True), _upconv(spec.upsample, cin, w[i - 1], bias), _norm(spec.norm, w[i - 1])]
+                if i in dropout_levels:
+                    layers.append(nn.Dropout(spec.dropout))
+                self.up.append(nn.Sequential(*layers))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """pix2pix init: conv weights N(0, 0.02), norm weights N(1, 0.02), biases 0."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for down in self.down:
+            x = down(x)
+            skips.append(x)
+        if self.fusion is not None:
+            x = self.fusion(skips[self.spec.fusion_level - 1], x)
+        for i in reversed(range(len(self.up))):
+            if i < len(self.up) - 1:
+                x = torch.cat([x, skips[i]], dim=1)
+            x = self.up[i](x)
+        return x
+
+
+class LabColorizer(nn.Module):
+    """The served model: L in [0, 100] -> ab in Lab units. Scaling lives inside, so exported graphs
+    (ONNX, TensorRT) take and give plain Lab and cannot be fed the wrong range."""
+
+    def __init__(self, generator: UNetGenerator):
+        super().__init__()
+        self.generator = generator
+        s = generator.spec
+        self.l_scale, self.l_shift, self.ab_scale = float(s.l_scale), float(s.l_shift), float(s.ab_scale)
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        return self.generator(L / self.l_scale - self.l_shift) * self.ab_scale
+
+
+def build_generator(spec: ModelSpec) -> UNetGenerator:
+    return UNetGenerator(spec)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,83 @@
+"""The model spec: one small frozen dataclass shared by trainer, exporter and runtime.
+
+Everything needed to rebuild the generator and to feed it correctly lives here: architecture
+(channels, depth, widths, fusion), the L/ab scaling, the size multiple and the ONNX I/O names.
+It is saved as JSON beside every artifact (checkpoint, weights, ONNX metadata, engine sidecar),
+so no artifact is ever ambiguous about what it holds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+SPEC_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture and I/O contract of a colorization generator.
+
+    The generator sees L scaled to [-1, 1] (``L / l_scale - l_shift``) and predicts ab in
+    [-1, 1] (tanh), which the runtime multiplies by ``ab_scale``.
+    """
+
+    name: str = "colorize-gan"
+    depth: int = 6  # stride-2 down levels; H and W must be multiples of 2**depth
+    ngf: int = 32  # width of the first encoder level
+    max_mult: int = 4  # widths are ngf * min(2**i, max_mult)
+    fusion: bool = True  # Iizuka et al. global feature fusion at the bottleneck
+    fusion_dim: int = 256  # length of the global feature vector
+    fusion_level: int = 3  # encoder level (1-based) the global branch reads from
+    dropout: float = 0.5  # dropout in the innermost up blocks (training only)
+    dropout_blocks: int = 3
+    norm: str = "batch"  # "batch" | "instance" | "none"
+    upsample: str = "convtranspose"  # "convtranspose" (pix2pix) | "resize" (bilinear + 3x3 conv)
+    l_scale: float = 50.0  # L_in = L / l_scale - l_shift  -> [-1, 1]
+    l_shift: float = 1.0
+    ab_scale: float = 110.0  # ab = tanh_output * ab_scale
+    input_name: str = "L"
+    output_name: str = "ab"
+    spec_version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        if self.depth < 2 or self.depth > 9:
+            raise ValueError(f"depth must be in [2, 9], got {self.depth}")
+        if self.ngf < 4:
+            raise ValueError(f"ngf must be >= 4, got {self.ngf}")
+        if self.fusion and not 1 <= self.fusion_level <= self.depth:
+            raise ValueError(f"fusion_level must be in [1, depth], got {self.fusion_level}")
+        if self.norm not in ("batch", "instance", "none"):
+            raise ValueError(f"unknown norm {self.norm!r}")
+        if self.upsample not in ("convtranspose", "resize"):
+            raise ValueError(f"unknown upsample {self.upsample!r}")
+
+    @property
+    def size_multiple(self) -> int:
+        return 2**self.depth
+
+    def width(self, level: int) -> int:
+        """Channels of encoder level ``level`` (0-based)."""
+        return self.ngf * min(2**level, self.max_mult)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+        version = int(data.get("spec_version", SPEC_VERSION))
+        if version > SPEC_VERSION:
+            raise ValueError(f"model spec version {version} is newer than this runtime ({SPEC_VERSION}); upgrade colorize-gan")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model spec fields: {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        return cls.from_dict(json.loads(text))
