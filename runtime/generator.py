@@ -48,15 +48,15 @@ class GlobalFusion(nn.Module):
         mid = max(in_channels * 2, 64)
         bias = norm == "none"
         self.features = nn.Sequential(
-            nn.LeakyReLU(0.2, True),
+            nn.LeakyReLU(0.2),
             nn.Conv2d(in_channels, mid, 3, 2, 1, bias=bias),
             _norm(norm, mid),
-            nn.LeakyReLU(0.2, True),
+            nn.LeakyReLU(0.2),
             nn.Conv2d(mid, mid, 3, 2, 1, bias=bias),
             _norm(norm, mid),
-            nn.LeakyReLU(0.2, True),
+            nn.LeakyReLU(0.2),
         )
-        self.mlp = nn.Sequential(nn.Linear(mid, dim), nn.ReLU(True), nn.Linear(dim, dim), nn.ReLU(True))
+        self.mlp = nn.Sequential(nn.Linear(mid, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU())
         self.mix = nn.Conv2d(bottleneck_channels + dim, bottleneck_channels, 1)
 
     def forward(self, source: torch.Tensor, bottleneck: torch.Tensor) -> torch.Tensor:
@@ -81,7 +81,7 @@ class UNetGenerator(nn.Module):
                 innermost = i == d - 1
                 self.down.append(
                     nn.Sequential(
-                        nn.LeakyReLU(0.2, True),
+                        nn.LeakyReLU(0.2),
                         nn.Conv2d(w[i - 1], w[i], 4, 2, 1, bias=bias or innermost),
                         nn.Identity() if innermost else _norm(spec.norm, w[i]),
                     )
@@ -93,9 +93,9 @@ class UNetGenerator(nn.Module):
         for i in range(d):
             cin = w[i] if i == d - 1 else 2 * w[i]
             if i == 0:
-                self.up.append(nn.Sequential(nn.ReLU(True), _upconv(spec.upsample, cin, 2, True), nn.Tanh()))
+                self.up.append(nn.Sequential(nn.ReLU(), _upconv(spec.upsample, cin, 2, True), nn.Tanh()))
             else:
-                layers = [nn.ReLU(True), _upconv(spec.upsample, cin, w[i - 1], bias), _norm(spec.norm, w[i - 1])]
+                layers = [nn.ReLU(), _upconv(spec.upsample, cin, w[i - 1], bias), _norm(spec.norm, w[i - 1])]
                 if i in dropout_levels:
                     layers.append(nn.Dropout(spec.dropout))
                 self.up.append(nn.Sequential(*layers))

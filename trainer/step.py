@@ -1,0 +1,85 @@
+"""One optimisation step of the conditional GAN, exactly as pix2pix reads:
+
+    fake = G(L)
+    D step:  0.5 * (GAN(D(L, fake.detach()), fake) + GAN(D(L, ab), real))
+    G step:  GAN(D(L, fake), real) + lambda * L1(fake, ab)
+
+With ``gan=False`` (the pretraining phase) only the L1 term trains G and D is not touched.
+D is not wrapped in DDP (it runs twice per step, which DDP's reducer does not allow); under
+torch.distributed its gradients are averaged by hand instead.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .networks import GANLoss
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+class GANStep:
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, *, lambda_l1: float = 100.0,
+                 gan_mode: str = "vanilla", lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
+                 lr_d: float | None = None, real_label: float = 1.0, amp_dtype: torch.dtype | None = None):
+        self.G, self.D = generator, discriminator
+        self.lambda_l1 = lambda_l1
+        self.gan_loss = GANLoss(gan_mode, real_label=real_label)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr_d or lr, betas=betas)
+        self.amp_dtype = amp_dtype
+
+    def _autocast(self, device_type: str):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=self.amp_dtype)
+
+    def set_lr(self, factor: float) -> None:
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * factor
+
+    def _allreduce_d_grads(self) -> None:
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            world = dist.get_world_size()
+            for p in self.D.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
+
+    def step(self, L: torch.Tensor, ab: torch.Tensor, gan: bool) -> dict[str, float]:
+        with self._autocast(L.device.type):
+            fake = self.G(L)
+        losses: dict[str, float] = {}
+        if gan:
+            set_requires_grad(self.D, True)
+            self.opt_d.zero_grad(set_to_none=True)
+            with self._autocast(L.device.type):
+                pred_fake = self.D(torch.cat([L, fake.detach()], 1))
+                pred_real = self.D(torch.cat([L, ab], 1))
+            loss_d = 0.5 * (self.gan_loss(pred_fake, False) + self.gan_loss(pred_real, True))
+            loss_d.backward()
+            self._allreduce_d_grads()
+            self.opt_d.step()
+            set_requires_grad(self.D, False)
+            losses["d"] = loss_d.item()
+        self.opt_g.zero_grad(set_to_none=True)
+        l1 = (fake.float() - ab).abs().mean()
+        loss_g = self.lambda_l1 * l1
+        if gan:
+            with self._autocast(L.device.type):
+                pred = self.D(torch.cat([L, fake], 1))
+            g_gan = self.gan_loss(pred, True)
+            loss_g = loss_g + g_gan
+            losses["g_gan"] = g_gan.item()
+        loss_g.backward()
+        self.opt_g.step()
+        losses["l1"] = l1.item()
+        return losses

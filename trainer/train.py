@@ -1,0 +1,298 @@
+"""Train the colorization cGAN: ``colorize-gan-train --data FOLDER --out RUN`` (or under torchrun).
+
+The loop is flat and reads top to bottom: parse arguments -> (maybe) join the process group ->
+find and split images -> build G, D and the GAN step -> (maybe) resume -> for each epoch: L1-only
+pretraining epochs first, then GAN epochs; checkpoint every N steps and at each epoch end;
+validate on rank 0 (metrics + contact sheet + one CSV row). ``--resume RUN`` continues the same
+schedule from the latest checkpoint (the saved arguments win over the command line's, except
+for the run-control options listed in RUN_CONTROL).
+
+Under ``torchrun --nproc_per_node N`` each rank takes its share of every epoch's shuffled order;
+backend NCCL on CUDA, gloo on CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from runtime import color
+from runtime.generator import UNetGenerator
+from runtime.spec import ModelSpec
+
+from . import checkpoint
+from .data import CropDataset, find_images, load_validation, pad_to_multiple, split, to_network
+from .networks import build_discriminator
+from .step import GANStep
+
+# Options that may differ between the original run and a resumed one.
+RUN_CONTROL = {"resume", "max_steps", "time_limit", "workers", "threads", "device", "ckpt_every", "keep", "quiet"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="colorize-gan-train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--data", help="folder of colour images, searched recursively (jpg, png, webp, tiff); e.g. COCO train2017/")
+    d.add_argument("--out", default="runs/colorize", help="run folder: checkpoints, samples, log.csv")
+    d.add_argument("--val-count", type=int, default=10, help="images held out for validation (fixed by --seed)")
+    d.add_argument("--train-count", type=int, default=None, help="training images (default: all the rest); the paper uses 8000")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--crop-size", type=int, default=128, help="training crop size (multiple of 2**depth)")
+    d.add_argument("--load-size", type=int, default=384, help="images are decoded with their long side at this size")
+    d.add_argument("--scale-min", type=float, default=0.2, help="smallest crop area fraction of the random resized crop")
+    d.add_argument("--repeat", type=int, default=1, help="crops per image per epoch (small data sets)")
+    d.add_argument("--no-cache", dest="cache", action="store_false", help="decode from disk every time instead of caching in RAM")
+    d.add_argument("--val-size", type=int, default=256, help="validation render size (long side)")
+    m = p.add_argument_group("model")
+    defaults = ModelSpec()
+    m.add_argument("--depth", type=int, default=defaults.depth)
+    m.add_argument("--ngf", type=int, default=defaults.ngf)
+    m.add_argument("--max-mult", type=int, default=defaults.max_mult)
+    m.add_argument("--no-fusion", dest="fusion", action="store_false", help="ablation: no global fusion layer")
+    m.add_argument("--fusion-dim", type=int, default=defaults.fusion_dim)
+    m.add_argument("--fusion-level", type=int, default=defaults.fusion_level)
+    m.add_argument("--norm", default=defaults.norm, choices=["batch", "instance", "none"])
+    m.add_argument("--upsample", default=defaults.upsample, choices=["convtranspose", "resize"])
+    m.add_argument("--dropout", type=float, default=defaults.dropout)
+    m.add_argument("--ndf", type=int, default=64, help="discriminator width")
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--batch-size", type=int, default=16, help="per process")
+    o.add_argument("--pretrain-epochs", type=int, default=0, help="L1-only generator epochs before the GAN phase")
+    o.add_argument("--epochs", type=int, default=10, help="GAN epochs after pretraining")
+    o.add_argument("--decay-epochs", type=int, default=0, help="linearly decay the learning rate to 0 over the last N epochs")
+    o.add_argument("--lr", type=float, default=2e-4)
+    o.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate (default: --lr)")
+    o.add_argument("--beta1", type=float, default=0.5)
+    o.add_argument("--lambda-l1", type=float, default=100.0)
+    o.add_argument("--gan-mode", default="vanilla", choices=["vanilla", "lsgan"], help="vanilla = BCE on logits (the paper)")
+    o.add_argument("--real-label", type=float, default=1.0, help="target for real patches (<1: one-sided label smoothing)")
+    r = p.add_argument_group("run control")
+    r.add_argument("--resume", default=None, help="run folder or checkpoint to continue (same schedule)")
+    r.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps in total")
+    r.add_argument("--time-limit", type=float, default=None, help="stop (with a checkpoint) after this many minutes")
+    r.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps")
+    r.add_argument("--keep", type=int, default=3, help="checkpoints kept")
+    r.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.resume:
+        saved = json.loads((checkpoint.resolve(args.resume) / "state.json").read_text())["args"]
+        for key, value in saved.items():
+            if key not in RUN_CONTROL:
+                setattr(args, key, value)
+    if not args.data:
+        p.error("--data is required (unless --resume)")
+    return args
+
+
+def spec_from_args(args: argparse.Namespace) -> ModelSpec:
+    return ModelSpec(depth=args.depth, ngf=args.ngf, max_mult=args.max_mult, fusion=args.fusion, fusion_dim=args.fusion_dim,
+                     fusion_level=args.fusion_level, norm=args.norm, upsample=args.upsample, dropout=args.dropout)
+
+
+def lr_factor(epoch: int, total: int, decay: int) -> float:
+    if decay <= 0:
+        return 1.0
+    return max(0.0, min(1.0, (total - epoch) / (decay + 1)))
+
+
+@torch.inference_mode()
+def validate(G: UNetGenerator, images: list[np.ndarray], device: torch.device, sheet_path: Path | None) -> dict[str, float]:
+    """Colorize each validation image at its stored size; PSNR and colourfulness vs truth and vs grey."""
+    from .metrics import colourfulness, psnr  # numpy-only; imported here to keep start-up light
+
+    spec = G.spec
+    was_training = G.training
+    G.eval()
+    rows, scores = [], {"psnr": [], "psnr_grey": [], "cf_pred": [], "cf_truth": []}
+    for rgb in images:
+        L_in, _ = to_network(rgb, spec.l_scale, spec.l_shift, spec.ab_scale)
+        padded, (h, w) = pad_to_multiple(L_in, spec.size_multiple)
+        ab = G(torch.from_numpy(padded)[None].to(device)).float().cpu().numpy()[0, :, :h, :w] * spec.ab_scale
+        truth = rgb.astype(np.float32) / 255
+        L = (L_in[0] + spec.l_shift) * spec.l_scale
+        pred = color.lab_to_rgb(np.concatenate([L[..., None], ab.transpose(1, 2, 0)], -1))
+        grey = color.lab_to_rgb(np.stack([L, np.zeros_like(L), np.zeros_like(L)], -1))
+        scores["psnr"].append(psnr(pred, truth))
+        scores["psnr_grey"].append(psnr(grey, truth))
+        scores["cf_pred"].append(colourfulness(pred))
+        scores["cf_truth"].append(colourfulness(truth))
+        rows.append((grey, pred, truth))
+    G.train(was_training)
+    out = {k: float(np.mean(v)) for k, v in scores.items()}
+    out["cf_ratio"] = out["cf_pred"] / max(out["cf_truth"], 1e-6)
+    if sheet_path is not None:
+        from .contact_sheet import contact_sheet
+
+        sheet_path.parent.mkdir(parents=True, exist_ok=True)
+        contact_sheet(rows[:12], sheet_path)
+    return out
+
+
+def setup_distributed(args: argparse.Namespace) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    if world > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device.type == "cuda":
+            device = torch.device("cuda", local)
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return dist.get_rank(), world, device
+    return 0, 1, device
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rank, world, device = setup_distributed(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed + rank)
+    run = Path(args.out)
+    is_main = rank == 0
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if is_main else (lambda *a: None)
+    spec = spec_from_args(args)
+    if args.crop_size % spec.size_multiple:
+        raise SystemExit(f"error: --crop-size {args.crop_size} is not a multiple of 2**depth = {spec.size_multiple}")
+
+    try:
+        train_paths, val_paths = split(find_images(args.data), args.val_count, args.train_count, args.seed)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    dataset = CropDataset(train_paths, args.crop_size, args.load_size, (args.scale_min, 1.0), args.cache, args.repeat,
+                          spec_scaling=(spec.l_scale, spec.l_shift, spec.ab_scale))
+    rep = dataset.report
+    log(f"data: {len(rep.used)} training images ({len(rep.grey)} greyscale skipped, {len(rep.unreadable)} unreadable), "
+        f"{len(val_paths)} validation; {len(dataset)} crops/epoch on {world} process(es), device {device}")
+    val_images = load_validation(val_paths, args.val_size) if is_main else []
+
+    G = UNetGenerator(spec).to(device)
+    D = build_discriminator(args.ndf, norm=spec.norm).to(device)
+    amp = torch.bfloat16 if device.type == "cuda" else None
+    if device.type == "cuda":
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    stepper = GANStep(G, D, lambda_l1=args.lambda_l1, gan_mode=args.gan_mode, lr=args.lr, lr_d=args.lr_d,
+                      betas=(args.beta1, 0.999), real_label=args.real_label, amp_dtype=amp)
+    state = {"step": 0, "epoch": 0, "step_in_epoch": 0}
+    if args.resume:
+        state = checkpoint.load_training_state(args.resume, G, D, stepper.opt_g, stepper.opt_d, device)
+        torch.manual_seed(args.seed + rank + state["step"])  # fresh augmentation stream, same schedule
+        log(f"resumed from {checkpoint.resolve(args.resume)} at step {state['step']} (epoch {state['epoch']})")
+    if world > 1:
+        stepper.G = torch.nn.parallel.DistributedDataParallel(G, device_ids=[device.index] if device.type == "cuda" else None)
+
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "checkpoints").mkdir(exist_ok=True)
+    total_epochs = args.pretrain_epochs + args.epochs
+    per_rank = len(dataset) // world
+    steps_per_epoch = per_rank // args.batch_size
+    if steps_per_epoch == 0:
+        raise SystemExit(f"error: {len(dataset)} crops per epoch is less than one batch of {args.batch_size} per process")
+    started, step = time.monotonic(), state["step"]
+
+    def save(epoch: int, step_in_epoch: int) -> None:
+        if not is_main:
+            return
+        st = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "args": vars(args),
+              "phase": "pretrain" if epoch < args.pretrain_epochs else "gan"}
+        path = checkpoint.save(run / "checkpoints" / f"step_{step:08d}", spec, G, D, stepper.opt_g, stepper.opt_d, st)
+        checkpoint.write_latest(run, path)
+        for old in sorted((run / "checkpoints").glob("step_*"))[: -args.keep]:
+            if old.name != path.name:
+                import shutil
+
+                shutil.rmtree(old, ignore_errors=True)
+
+    def out_of_budget() -> bool:
+        if args.max_steps is not None and step >= args.max_steps:
+            return True
+        return args.time_limit is not None and time.monotonic() - started > args.time_limit * 60
+
+    from tqdm import tqdm
+
+    epoch, skip = state["epoch"], state["step_in_epoch"]
+    while epoch < total_epochs:
+        gan = epoch >= args.pretrain_epochs
+        stepper.set_lr(lr_factor(epoch, total_epochs, args.decay_epochs))
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
+        mine = order[rank * per_rank:(rank + 1) * per_rank][: steps_per_epoch * args.batch_size]
+        sampler = mine[skip * args.batch_size:].tolist()
+        loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+                                             drop_last=True, persistent_workers=False)
+        bar = tqdm(loader, total=steps_per_epoch - skip, disable=args.quiet or not is_main, file=sys.stderr,
+                   desc=f"epoch {epoch + 1}/{total_epochs} {'gan' if gan else 'L1'}", dynamic_ncols=True)
+        sums: dict[str, float] = {}
+        n, t0, i = 0, time.monotonic(), skip
+        for L, ab in bar:
+            L, ab = L.to(device, non_blocking=True), ab.to(device, non_blocking=True)
+            if device.type == "cuda":
+                L, ab = L.contiguous(memory_format=torch.channels_last), ab.contiguous(memory_format=torch.channels_last)
+            losses = stepper.step(L, ab, gan)
+            step, i, n = step + 1, i + 1, n + 1
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v
+            ips = n * args.batch_size * world / max(time.monotonic() - t0, 1e-9)
+            bar.set_postfix({**{k: f"{v / n:.4f}" for k, v in sums.items()}, "img/s": f"{ips:.1f}"})
+            if step % args.ckpt_every == 0:
+                save(epoch, i)
+            if out_of_budget():
+                break
+        bar.close()
+        finished_epoch = i >= steps_per_epoch
+        if not finished_epoch:  # stopped by budget
+            save(epoch, i)
+            log(f"stopped at step {step} (epoch {epoch + 1}, batch {i}/{steps_per_epoch}); resume with --resume {run}")
+            break
+        epoch, skip = epoch + 1, 0
+        save(epoch, 0)
+        if is_main and epoch == args.pretrain_epochs and args.pretrain_epochs and args.epochs:
+            # Keep the L1-only generator: a useful fallback if the GAN phase goes wrong.
+            checkpoint.save(run / "checkpoints" / "pretrain_final", spec, G, D, stepper.opt_g, stepper.opt_d,
+                            {"step": step, "epoch": epoch, "step_in_epoch": 0, "args": vars(args), "phase": "pretrain"})
+        if is_main:
+            metrics = validate(checkpoint.unwrap(G), val_images, device, run / "samples" / f"epoch_{epoch:03d}.png") if val_images else {}
+            row = {"epoch": epoch, "step": step, "phase": "gan" if gan else "pretrain", "seconds": round(time.monotonic() - t0, 1),
+                   "img_per_s": round(n * args.batch_size * world / max(time.monotonic() - t0, 1e-9), 2),
+                   **{f"loss_{k}": round(v / max(n, 1), 5) for k, v in sums.items()}, **{f"val_{k}": round(v, 4) for k, v in metrics.items()}}
+            log_csv(run / "log.csv", row)
+            log("  ".join(f"{k}={v}" for k, v in row.items()))
+        if world > 1:
+            dist.barrier()
+        if out_of_budget():
+            log(f"stopped at step {step} after epoch {epoch}; resume with --resume {run}")
+            break
+    if world > 1:
+        dist.destroy_process_group()
+    return 0
+
+
+FIELDS = ["epoch", "step", "phase", "seconds", "img_per_s", "loss_l1", "loss_g_gan", "loss_d", "val_psnr", "val_psnr_grey",
+          "val_cf_pred", "val_cf_truth", "val_cf_ratio"]
+
+
+def log_csv(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
