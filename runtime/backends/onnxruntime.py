@@ -1,0 +1,59 @@
+"""ONNX Runtime backend (CPU): runs the FP32 ONNX of a model bundle.
+
+The default on machines without a GPU: measured faster than torch eager on CPU (see
+/work/shared/notes/tensorrt-onnx.md and docs/benchmarks.md). onnxruntime is imported only here.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+
+from .base import Backend, BackendUnavailable, ModelFiles
+
+
+def default_threads() -> int:
+    """Cores this process may use (affinity-aware; ORT wants physical cores, we cannot tell SMT apart cheaply)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    device = "cpu"
+
+    @classmethod
+    def check(cls) -> None:
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise BackendUnavailable("onnxruntime is not installed (pip install onnxruntime)")
+
+    def __init__(self, files: ModelFiles, threads: int | None = None):
+        self.check()
+        if not files.onnx:
+            raise BackendUnavailable("the model has no FP32 .onnx file")
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads or default_threads()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Do not spin idle threads: the CLI does decode/encode between runs on the same cores.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(files.onnx, opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT's own exception types (InvalidProtobuf, Fail, ...)
+            raise BackendUnavailable(f"cannot load {files.onnx}: {str(exc).splitlines()[0][:200]}") from None
+        self._in = files.spec.input_name
+        self._out = files.spec.output_name
+
+    def run(self, L: np.ndarray) -> np.ndarray:
+        L = np.ascontiguousarray(L, dtype=np.float32)
+        return self._session.run([self._out], {self._in: L})[0]
+
+    def close(self) -> None:
+        self._session = None

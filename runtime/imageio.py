@@ -1,0 +1,224 @@
+"""Image files in and out: decoding any supported mode to luminance, and safe, atomic writing.
+
+Reading: EXIF orientation applied, the ICC profile and EXIF kept for the output, a
+decompression-bomb guard checked from the header before any pixel is decoded, first frame of
+multi-frame files. Modes 1, L, LA, P, PA, RGB, RGBA, RGBX, CMYK, YCbCr, LAB, I;16*, I map to CIE L
+(8 or 16 bits) plus an optional alpha. Every failure is an ImageError whose message is one line.
+
+Writing: JPEG, PNG, WebP, TIFF through Pillow, and 16-bit RGB PNG through a small writer here
+(Pillow cannot write 16-bit multi-channel images); always to a temporary file in the target
+folder, renamed over the target only when complete, so no partial output is ever left.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import fastcolor
+from .color import grey_to_l
+
+DEFAULT_MAX_PIXELS = 150_000_000  # ~1.5 GB of working memory at this size; raise with --max-pixels
+FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+ALPHA_FORMATS = {"PNG", "WEBP", "TIFF"}
+_GREY16_L: np.ndarray | None = None
+
+
+class ImageError(Exception):
+    """An input or output problem; ``str()`` is the one-line reason (the caller prefixes the path)."""
+
+
+@dataclass
+class Decoded:
+    image: Image.Image  # oriented, loaded, first frame
+    format: str | None
+    icc: bytes | None
+    exif: bytes | None
+
+    def rgb_float(self) -> np.ndarray:
+        """sRGB float32 (H, W, 3) in [0, 1] (for parity checks and tests)."""
+        im = self.image
+        if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+            g = np.clip(np.asarray(im, dtype=np.float32) / 65535.0, 0, 1)
+            return np.repeat(g[..., None], 3, axis=-1)
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / np.float32(255)
+
+
+@dataclass
+class Planes:
+    L: np.ndarray  # float32 (H, W) in [0, 100]
+    alpha: Image.Image | None  # mode "L"
+    bits: int  # 8 or 16: the precision of the source luminance
+
+
+def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoded:
+    p = Path(path)
+    if not p.exists():
+        raise ImageError("no such file")
+    if p.is_dir():
+        raise ImageError("is a directory")
+    try:
+        if p.stat().st_size == 0:
+            raise ImageError("empty file")
+    except OSError as exc:
+        raise ImageError(f"cannot read ({exc.strerror})") from None
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our own guard below gives the user a clear message and an override
+    try:
+        im = Image.open(p)
+    except UnidentifiedImageError:
+        raise ImageError("not an image, or a format this program cannot read") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read ({exc.strerror or exc})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+    with im:
+        w, h = im.size
+        if max_pixels is not None and w * h > max_pixels:
+            raise ImageError(f"{w}x{h} = {w * h / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP limit "
+                             "(a decompression-bomb guard; raise it with --max-pixels)")
+        if w == 0 or h == 0:
+            raise ImageError("image has zero size")
+        try:
+            im.seek(0)
+            im.load()
+            icc = im.info.get("icc_profile")
+            oriented = ImageOps.exif_transpose(im)
+            oriented.load()
+            exif = _exif_bytes(oriented)
+        except (OSError, ValueError, SyntaxError, struct.error, EOFError) as exc:
+            raise ImageError(f"corrupt or truncated image ({_one_line(exc)})") from None
+        except Image.DecompressionBombError as exc:  # pragma: no cover - guard above fires first
+            raise ImageError(str(exc)) from None
+        return Decoded(oriented, im.format, icc, exif)
+
+
+def _exif_bytes(im: Image.Image) -> bytes | None:
+    try:
+        exif = im.getexif()
+        return exif.tobytes() if len(exif) else None
+    except Exception:  # malformed EXIF must not cost the user the picture; it is metadata only
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def _grey16_lut() -> np.ndarray:
+    global _GREY16_L
+    if _GREY16_L is None:
+        _GREY16_L = grey_to_l(np.arange(65536, dtype=np.float32) / np.float32(65535))
+    return _GREY16_L
+
+
+def split_luminance(im: Image.Image) -> Planes:
+    """Any supported PIL image -> CIE L (full resolution) + alpha. Colour inputs give their own L."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(im)
+        if mode == "I":
+            a = np.clip(a, 0, 65535)
+        return Planes(_grey16_lut()[a.astype(np.uint16)], None, 16)
+    if mode == "F":
+        raise ImageError("32-bit floating-point images are not supported")
+    if mode == "LAB":
+        return Planes(np.asarray(im.getchannel("L"), dtype=np.float32) * np.float32(100 / 255), None, 8)
+    alpha = None
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in im.info):
+        rgba = im.convert("LA" if mode in ("LA", "La") else "RGBA")
+        alpha = rgba.getchannel("A")
+        im = rgba.convert("L") if rgba.mode == "LA" else rgba
+    if im.mode == "1":
+        im = im.convert("L")
+    if im.mode == "L":
+        return Planes(fastcolor.grey8_to_l(np.asarray(im)), alpha, 8)
+    if im.mode not in ("RGB", "RGBA", "RGBX"):
+        try:
+            im = im.convert("RGB")  # CMYK, YCbCr, HSV, P: Pillow's conversions
+        except (ValueError, OSError) as exc:
+            raise ImageError(f"unsupported image mode {mode} ({_one_line(exc)})") from None
+    return Planes(fastcolor.rgb8_to_l(np.asarray(im)), alpha, 8)
+
+
+def merge_planes(rgb: np.ndarray, alpha: Image.Image | None) -> Image.Image:
+    """uint8 RGB array + optional alpha -> PIL image (RGB or RGBA)."""
+    out = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    if alpha is not None:
+        out.putalpha(alpha)
+    return out
+
+
+def format_for(path: str | os.PathLike) -> str:
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ImageError(f"unsupported output format {Path(path).suffix or '(none)'}; use one of {', '.join(sorted(FORMATS))}")
+    return fmt
+
+
+def rgb_icc(icc: bytes | None) -> bytes | None:
+    """Keep an ICC profile only if it describes RGB data (a grey or CMYK profile on RGB output is wrong)."""
+    return icc if icc and len(icc) >= 20 and icc[16:20] == b"RGB " else None
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: Image.Image | None = None, quality: int = 92,
+                icc: bytes | None = None, exif: bytes | None = None) -> None:
+    """Write uint8 or uint16 RGB (H, W, 3) atomically. uint16 is kept only for PNG."""
+    path = Path(path)
+    fmt = format_for(path)
+    icc = rgb_icc(icc)
+    if rgb.dtype == np.uint16 and fmt != "PNG":
+        rgb = (rgb >> 8).astype(np.uint8)  # only PNG carries 16-bit RGB here; others get the top byte
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if rgb.dtype == np.uint16:
+                a16 = None if alpha is None else (np.asarray(alpha, dtype=np.uint16) * 257)
+                write_png16(f, rgb, a16, icc)
+            else:
+                im = merge_planes(rgb, alpha if fmt in ALPHA_FORMATS else None)
+                opts: dict = {}
+                if icc:
+                    opts["icc_profile"] = icc
+                if exif:
+                    opts["exif"] = exif
+                if fmt in ("JPEG", "WEBP"):
+                    opts["quality"] = quality
+                if fmt == "TIFF":
+                    opts["compression"] = "tiff_deflate"
+                im.save(f, format=fmt, **opts)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_png16(f, rgb: np.ndarray, alpha: np.ndarray | None = None, icc: bytes | None = None) -> None:
+    """A minimal 16-bit RGB(A) PNG writer (filter 'Up' on every row, zlib level 6)."""
+    h, w, _ = rgb.shape
+    px = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=-1)
+    rows = np.ascontiguousarray(px.astype(">u2")).view(np.uint8).reshape(h, -1)
+    up = rows.copy()
+    up[1:] -= rows[:-1]  # uint8 wrap-around is the PNG 'Up' filter
+    data = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    f.write(b"\x89PNG\r\n\x1a\n")
+    f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2 if alpha is None else 6, 0, 0, 0)))
+    if icc:
+        f.write(chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
+    f.write(chunk(b"IDAT", zlib.compress(data.tobytes(), 6)))
+    f.write(chunk(b"IEND", b""))

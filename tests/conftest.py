@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny random-weight model bundle (JSON + safetensors + FP32/FP16 ONNX), built
+once per session with the real exporter, and small synthetic images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.spec import ModelSpec
+
+# Depth 4 (size multiple 16), a few thousand parameters: exports in seconds, runs in milliseconds.
+TINY_SPEC = ModelSpec(name="tiny-test", depth=4, ngf=8, max_mult=2, fusion_dim=16, fusion_level=2, dropout=0.0)
+
+
+def make_checkpoint(path: Path, spec: ModelSpec = TINY_SPEC, seed: int = 0) -> Path:
+    """A trainer-style checkpoint dir (spec.json + generator.safetensors) with random weights. The
+    init is scaled up so the tiny net outputs visible, varied colour (pix2pix's N(0, 0.02) init
+    gives ab ~ 0, which would make colour tests vacuous)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from runtime.generator import UNetGenerator
+
+    torch.manual_seed(seed)
+    gen = UNetGenerator(spec)
+    with torch.no_grad():
+        for name, p in gen.named_parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.15)
+            elif name.endswith("bias"):
+                p.normal_(0.0, 0.1)
+        for m in gen.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "spec.json").write_text(spec.to_json(), encoding="utf-8")
+    save_file({k: v.contiguous() for k, v in gen.state_dict().items()}, str(path / "generator.safetensors"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_checkpoint) -> Path:
+    """Path of the bundle's JSON (stem 'tiny'); .onnx, _fp16.onnx and .safetensors lie beside it."""
+    from trainer.export_onnx import export_bundle
+
+    out = tmp_path_factory.mktemp("bundle") / "tiny"
+    export_bundle(tiny_checkpoint, out, weights_dtype="float32", render_size=128)
+    return out.with_suffix(".json")
+
+
+@pytest.fixture
+def grey_image() -> np.ndarray:
+    """A 8-bit grey test picture (gradients + discs) of a size that is no multiple of anything."""
+    rng = np.random.default_rng(1)
+    h, w = 123, 187
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = (xx * 255 // w + 20 * np.sin(yy / 7)).astype(np.float32)
+    img[(yy - 60) ** 2 + (xx - 90) ** 2 < 900] = 230
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)

@@ -1,0 +1,274 @@
+"""Export a trainer checkpoint to a model bundle: JSON + FP32 ONNX + FP16-typed ONNX + safetensors.
+
+    colorize-gan-export CHECKPOINT_DIR -o OUT_DIR/NAME [--parity-images DIR]
+
+The exported graph is the served network ``LabColorizer(UNetGenerator(spec))`` (L in [0, 100] ->
+ab in Lab units) in eval mode: BatchNorm folded into the convolutions, no dropout. Batch, H and W
+are dynamic; H and W are declared as ``2**depth * Dim`` so the graph itself says they must be
+multiples of the size multiple. The spec JSON goes into the ONNX metadata_props
+(``colorize_gan.spec``) and into ``NAME.json``. The FP16 graph has FP16 weights and compute with
+FP32 inputs/outputs, and keeps the L/ab scaling (and any InstanceNorm) in FP32, as TensorRT's
+strongly typed mode wants (see /work/shared/notes/tensorrt-onnx.md). A parity check runs both
+graphs in ONNX Runtime against torch on real or synthetic images and prints max |delta ab|.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import hashlib
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from runtime.models import BUNDLE_FORMAT, BUNDLE_VERSION, bundle_paths, bundle_stem
+from runtime.spec import ModelSpec
+
+OPSET = 18  # pinned: TensorRT 10 parses 9-20, ORT >= 1.17 runs 18
+FP32_TOLERANCE = 0.05  # ab units; float reordering only
+FP16_TOLERANCE = 3.0  # ab units; FP16 weights + compute, well below visible (~2.3 is one JND in Lab)
+MAX_SIDE = 8192
+
+
+def load_checkpoint(path: Path):
+    """A trainer checkpoint dir (spec.json + generator.safetensors) -> (spec, UNetGenerator in eval)."""
+    import torch  # noqa: F401  (fail early with a clear message below if missing)
+    from safetensors.torch import load_file
+
+    from runtime.generator import UNetGenerator
+
+    spec_path, weights_path = path / "spec.json", path / "generator.safetensors"
+    for p in (spec_path, weights_path):
+        if not p.is_file():
+            raise SystemExit(f"colorize-gan-export: {p}: not found (expected a trainer checkpoint directory)")
+    spec = ModelSpec.from_json(spec_path.read_text(encoding="utf-8"))
+    gen = UNetGenerator(spec)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights_path)).items()}
+    gen.load_state_dict(state)
+    return spec, gen.eval()
+
+
+def fold_batchnorm(module):
+    """Fold every eval-mode BatchNorm that directly follows a (transposed) conv into it, in FP32,
+    so the FP16 graph gets weights that were folded before rounding."""
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    module = copy.deepcopy(module).eval()
+    for seq in module.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.ConvTranspose2d))
+                seq[i + 1] = nn.Identity()
+    return module
+
+
+def half_module(generator, spec: ModelSpec):
+    """The served network with FP16 weights/compute and FP32 I/O, scaling and normalization."""
+    import torch
+    from torch import nn
+
+    class FP32Norm(nn.Module):
+        def __init__(self, norm: nn.Module):
+            super().__init__()
+            self.norm = norm.float()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.norm(x.float()).to(x.dtype)
+
+    class HalfLabColorizer(nn.Module):
+        def __init__(self, gen: nn.Module):
+            super().__init__()
+            self.generator = gen
+
+        def forward(self, L: torch.Tensor) -> torch.Tensor:
+            x = (L / spec.l_scale - spec.l_shift).half()
+            return self.generator(x).float() * spec.ab_scale
+
+    gen = fold_batchnorm(generator).half()
+    for parent in gen.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, (nn.InstanceNorm2d, nn.BatchNorm2d)):
+                setattr(parent, name, FP32Norm(child))
+    return HalfLabColorizer(gen).eval()
+
+
+def export_graph(model, spec: ModelSpec, path: Path) -> str:
+    """Export ``model`` to ``path``; returns which exporter succeeded ("dynamo" or "legacy")."""
+    import torch
+
+    m = spec.size_multiple
+    # batch >= 2 and a bottleneck >= 2x2 avoid shape specialisation (see the ONNX notes).
+    example = torch.full((2, 1, 4 * m, 4 * m), 50.0)
+    dim_h = torch.export.Dim("h", min=1, max=MAX_SIDE // m)
+    dim_w = torch.export.Dim("w", min=1, max=MAX_SIDE // m)
+    dims = {"L": {0: torch.export.Dim("batch", min=1, max=256), 2: m * dim_h, 3: m * dim_w}}
+    names = dict(input_names=[spec.input_name], output_names=[spec.output_name])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=OPSET, dynamic_shapes=dims,
+                              verbose=False, report=False, **names)
+            return "dynamo"
+        except Exception as exc:  # the dynamo exporter raises many types; the legacy one is the fallback
+            print(f"colorize-gan-export: dynamo export failed ({type(exc).__name__}); using the legacy exporter", file=sys.stderr)
+        axes = {spec.input_name: {0: "batch", 2: "height", 3: "width"}, spec.output_name: {0: "batch", 2: "height", 3: "width"}}
+        torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=OPSET, dynamic_axes=axes, **names)
+        return "legacy"
+
+
+def add_metadata(path: Path, spec: ModelSpec, extra: dict[str, str]) -> None:
+    import onnx
+
+    model = onnx.load(str(path))
+    props = {"colorize_gan.spec": spec.to_json(), **extra}
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))  # models here are far below the 2 GB external-data limit
+
+
+def synthetic_images(n: int = 3, size: tuple[int, int] = (320, 448)) -> list[np.ndarray]:
+    """Deterministic RGB test images (gradients, discs, noise): enough structure to exercise the net."""
+    rng = np.random.default_rng(0)
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = []
+    for i in range(n):
+        img = np.stack([xx / w, yy / h, 0.5 + 0.5 * np.sin((xx + yy) / (17 + 9 * i))], axis=-1)
+        for _ in range(4):
+            cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(20, 90)
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0, 1, 3)
+        img += rng.normal(0, 0.03, img.shape).astype(np.float32)
+        out.append(np.clip(img, 0, 1).astype(np.float32))
+    return out
+
+
+def load_parity_images(folder: Path | None, limit: int = 4) -> list[np.ndarray]:
+    if folder is None:
+        return synthetic_images()
+    from runtime.imageio import read_image
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    images = []
+    for p in files:
+        try:
+            images.append(read_image(p).rgb_float())
+        except Exception:  # not every file in a folder is an image; skip quietly
+            continue
+        if len(images) == limit:
+            break
+    if not images:
+        raise SystemExit(f"colorize-gan-export: no readable images in {folder}")
+    return images
+
+
+def parity(served, spec: ModelSpec, onnx_paths: dict[str, Path], images: list[np.ndarray], render_size: int) -> dict[str, float]:
+    """max |delta ab| of each ONNX graph (ORT CPU) against the torch module, over ``images``."""
+    import onnxruntime as ort
+    import torch
+
+    from runtime.color import rgb_to_l
+    from runtime.colorizer import prepare_l
+
+    sessions = {k: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for k, p in onnx_paths.items()}
+    worst = {k: 0.0 for k in sessions}
+    for rgb in images:
+        net_L, _ = prepare_l(rgb_to_l(rgb), spec.size_multiple, render_size)
+        with torch.inference_mode():
+            ref = served(torch.from_numpy(net_L)).numpy()
+        for k, sess in sessions.items():
+            got = sess.run([spec.output_name], {spec.input_name: net_L})[0]
+            worst[k] = max(worst[k], float(np.abs(got - ref).max()))
+    return worst
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None, weights_dtype: str = "float16",
+                  render_size: int = 256) -> dict[str, float]:
+    """Write the bundle for ``checkpoint`` at stem ``out``; returns the parity figures."""
+    import torch
+    from safetensors.torch import save_file
+
+    from runtime.generator import LabColorizer
+
+    spec, gen = load_checkpoint(checkpoint)
+    stem = bundle_stem(out)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = bundle_paths(stem)
+    served = LabColorizer(gen).eval()
+    exporters = {
+        "onnx": export_graph(LabColorizer(fold_batchnorm(gen)).eval(), spec, paths["onnx"]),
+        "onnx_fp16": export_graph(half_module(gen, spec), spec, paths["onnx_fp16"]),
+    }
+    for key in ("onnx", "onnx_fp16"):
+        add_metadata(paths[key], spec, {"colorize_gan.precision": "fp16" if key == "onnx_fp16" else "fp32",
+                                        "colorize_gan.exporter": exporters[key]})
+    dtype = torch.float16 if weights_dtype == "float16" else torch.float32
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in gen.state_dict().items()}
+    save_file(state, str(paths["weights"]), metadata={"spec": spec.to_json()})
+
+    images = load_parity_images(parity_images)
+    worst = parity(served, spec, {k: paths[k] for k in ("onnx", "onnx_fp16")}, images, render_size)
+    provenance = {
+        "checkpoint": str(checkpoint.resolve()),
+        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "opset": OPSET,
+        "exporters": exporters,
+        "weights_dtype": weights_dtype,
+        "parity_max_abs_ab": worst,
+        "parity_images": str(parity_images) if parity_images else "synthetic",
+        "sha256": {k: sha256(paths[k]) for k in ("onnx", "onnx_fp16", "weights")},
+    }
+    state_json = checkpoint / "state.json"
+    if state_json.is_file():
+        try:
+            st = json.loads(state_json.read_text(encoding="utf-8"))
+            provenance["step"] = st.get("step")
+        except (OSError, json.JSONDecodeError):
+            pass  # provenance is informative; a damaged state.json must not block an export
+    bundle = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "spec": spec.to_dict(), "provenance": provenance}
+    paths["json"].write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="colorize-gan-export", description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint", type=Path, help="trainer checkpoint directory (spec.json + generator.safetensors)")
+    ap.add_argument("-o", "--output", type=Path, required=True, help="bundle stem, e.g. runtime/models/default")
+    ap.add_argument("--parity-images", type=Path, default=None, help="folder of real images for the parity check (default: synthetic)")
+    ap.add_argument("--render-size", type=int, default=256, help="longer side the parity check runs the net at")
+    ap.add_argument("--weights-dtype", choices=("float16", "float32"), default="float16",
+                    help="storage dtype of NAME.safetensors (float16 halves its size; loaded as float32)")
+    args = ap.parse_args(argv)
+    if not args.checkpoint.is_dir():
+        print(f"colorize-gan-export: {args.checkpoint}: not a directory", file=sys.stderr)
+        return 2
+    if args.parity_images is not None and not args.parity_images.is_dir():
+        print(f"colorize-gan-export: {args.parity_images}: not a directory", file=sys.stderr)
+        return 2
+    worst = export_bundle(args.checkpoint, args.output, args.parity_images, args.weights_dtype, args.render_size)
+    print(f"parity (ORT CPU vs torch, max |delta ab|): FP32 {worst['onnx']:.2e}, FP16 {worst['onnx_fp16']:.3f}")
+    stem = bundle_stem(args.output)
+    for p in bundle_paths(stem).values():
+        print(f"  {p}  {p.stat().st_size / 1e6:.1f} MB")
+    if worst["onnx"] > FP32_TOLERANCE or worst["onnx_fp16"] > FP16_TOLERANCE:
+        print(f"colorize-gan-export: parity check failed (tolerances: FP32 {FP32_TOLERANCE}, FP16 {FP16_TOLERANCE} ab units)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
