@@ -343,6 +343,26 @@ def probe(search_dirs: list[str] | None = None) -> str | None:
     return None if count > 0 else "no CUDA GPU (cudaGetDeviceCount returned 0)"
 
 
+def no_driver_reason(search_dirs: list[str] | None = None) -> str | None:
+    """A reason only when it is certain no CUDA GPU can work here, whatever CUDA build asks: no
+    driver installed, or the driver sees no device. None when unsure (no libcudart found, or one
+    newer than the driver: torch's own CUDA runtime may still work), so callers then ask torch.
+    """
+    try:
+        rt = load(search_dirs)
+        driver = rt.driver_version()
+    except (CudaUnavailable, CudaError):
+        return None
+    if driver == 0:
+        return f"no NVIDIA driver (cudaDriverGetVersion reports none; libcudart {rt.path})"
+    code = _device_count_code(rt)
+    if code == ERROR_NO_DEVICE:
+        return f"no CUDA GPU ({rt.error_name(code)})"
+    if code == SUCCESS and rt.device_count() == 0:
+        return "no CUDA GPU (cudaGetDeviceCount returned 0)"
+    return None
+
+
 def _fmt(version: int) -> str:
     return f"{version // 1000}.{version % 1000 // 10}"
 

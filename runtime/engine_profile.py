@@ -1,4 +1,6 @@
-"""TensorRT optimization profiles and fitting batches to them: pure Python, no TensorRT needed.
+"""Input shapes for the GPU backends: checks, TensorRT optimization profiles, fitting batches to them.
+
+Pure Python and numpy, no TensorRT needed.
 
 An engine built with dynamic shapes accepts inputs whose batch, H and W lie between the profile's
 min and max. H and W must also be multiples of ``spec.size_multiple`` (every down/up pair of the
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+import numpy as np
 
 Shape = tuple[int, int, int]  # (batch, height, width); the channel dim is fixed by the model
 
@@ -105,3 +109,13 @@ def plan_batches(n: int, h: int, w: int, profile: Profile) -> list[Chunk]:
         stop = min(n, start + hi)
         chunks.append(Chunk(start, stop, max(stop - start, lo)))
     return chunks
+
+
+def check_input(L: np.ndarray, spec) -> np.ndarray:
+    """The (N, 1, H, W) float32 contiguous array to run, or ValueError saying what is wrong."""
+    if L.ndim != 4 or L.shape[1] != 1:
+        raise ValueError(f"expected L of shape (N, 1, H, W), got {L.shape}")
+    m = spec.size_multiple
+    if L.shape[2] % m or L.shape[3] % m:
+        raise ValueError(f"H and W must be multiples of {m}, got {L.shape[2]}x{L.shape[3]}")
+    return np.ascontiguousarray(L, dtype=np.float32)

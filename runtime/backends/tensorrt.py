@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import cuda
-from ..engine_profile import Profile, default_profile, plan_batches
+from ..engine_profile import Profile, check_input, default_profile, plan_batches
 from ..spec import ModelSpec
 from .base import Backend, BackendUnavailable, ModelFiles
 
@@ -40,16 +40,6 @@ def resolve_io(tensors: list[tuple[str, bool]], spec: ModelSpec) -> tuple[str, s
             f"spec wants input {spec.input_name!r} and output {spec.output_name!r}"
         )
     return spec.input_name, spec.output_name
-
-
-def check_input(L: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """The (N, 1, H, W) float32 contiguous array to run, or ValueError saying what is wrong."""
-    if L.ndim != 4 or L.shape[1] != 1:
-        raise ValueError(f"expected L of shape (N, 1, H, W), got {L.shape}")
-    m = spec.size_multiple
-    if L.shape[2] % m or L.shape[3] % m:
-        raise ValueError(f"H and W must be multiples of {m}, got {L.shape[2]}x{L.shape[3]}")
-    return np.ascontiguousarray(L, dtype=np.float32)
 
 
 def sidecar_problems_for_here(meta: dict, trt_version: str, gpu_name: str, capability: str) -> list[str]:

@@ -1,0 +1,223 @@
+"""torch-CUDA backend: the generator in FP16 (or bf16), channels_last, inference mode, CUDA graphs.
+
+For users with a CUDA build of torch but no TensorRT. The served module is prepared once:
+BatchNorm folded into the preceding (transposed) convolutions (eval mode makes BN an affine map),
+InstanceNorm kept in FP32 (its FP16 accuracy problems are known: ORT #10079, TensorRT #2691),
+everything else cast to the half type and laid out channels_last (tensor-core convolutions want
+NHWC). The L scaling before the network and the ab scaling after it stay in FP32.
+
+CUDA graphs pay off where launch overhead dominates (small batches, small images, video frames of
+one size): the first ``graph_after - 1`` calls with a shape run eagerly (they also let cuDNN pick
+its kernels), the next one captures a graph for that shape and later calls replay it. A few shapes'
+graphs are kept (LRU). torch.compile is not used: minutes of compile time on first use for what
+graphs already remove.
+
+Settings: ``COLORIZE_GAN_TORCH_DTYPE`` (float16 | bfloat16), ``COLORIZE_GAN_CUDA_GRAPHS`` (0 disables),
+``COLORIZE_GAN_CUDA_DEVICE`` (index).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import cuda
+from ..engine_profile import check_input
+from .base import Backend, BackendUnavailable, ModelFiles
+
+DTYPES = ("float16", "bfloat16")
+MAX_GRAPHS = 6
+
+
+def fold_batchnorm(module):
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d / ConvTranspose2d in an
+    nn.Sequential into that conv (in place); the BN becomes an Identity. Returns the count folded."""
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = 0
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(bn, nn.BatchNorm2d) and isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and bn.track_running_stats:
+                seq[i] = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
+                seq[i + 1] = nn.Identity()
+                folded += 1
+    return folded
+
+
+def _fp32_norm_class():
+    from torch import nn
+
+    class FP32Norm(nn.Module):
+        """Runs a normalization layer in FP32 inside a half-precision network."""
+
+        def __init__(self, norm: nn.Module):
+            super().__init__()
+            self.norm = norm.float()
+
+        def forward(self, x):
+            return self.norm(x.float()).to(x.dtype)
+
+        def _apply(self, fn, recurse=True):
+            # Keep the wrapped norm FP32 through model.half()/.to(dtype); still let .to(device) move it.
+            super()._apply(fn, recurse)
+            self.norm.float()
+            return self
+
+    return FP32Norm
+
+
+def prepare_generator(generator, dtype, channels_last: bool = True):
+    """The UNetGenerator ready for fast inference in ``dtype`` (a torch dtype): eval, BN folded,
+    remaining norms FP32, channels_last. Modifies and returns ``generator``."""
+    import torch
+    from torch import nn
+
+    generator.eval()
+    fold_batchnorm(generator)
+    FP32Norm = _fp32_norm_class()
+    for seq in [m for m in generator.modules() if isinstance(m, nn.Sequential)]:
+        for i, child in enumerate(seq):
+            if isinstance(child, (nn.InstanceNorm2d, nn.BatchNorm2d, nn.GroupNorm)):
+                seq[i] = FP32Norm(child)
+    generator.to(dtype)
+    if channels_last:
+        generator.to(memory_format=torch.channels_last)
+    return generator
+
+
+def make_forward(generator, spec, dtype, channels_last: bool = True):
+    """L (N,1,H,W) float32 in [0, 100] -> ab float32, with scaling in FP32 around the half network."""
+    import torch
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    l_scale, l_shift, ab_scale = float(spec.l_scale), float(spec.l_shift), float(spec.ab_scale)
+
+    def forward(L):
+        x = (L / l_scale - l_shift).to(dtype).contiguous(memory_format=fmt)
+        return generator(x).float() * ab_scale
+
+    return forward
+
+
+class _Graph:
+    """One captured CUDA graph of ``forward`` for a fixed input shape, with static in/out tensors."""
+
+    def __init__(self, torch, forward, shape, device):
+        self.static_in = torch.zeros(shape, device=device, dtype=torch.float32)
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # warm-up off the capture stream, as torch's docs require
+            for _ in range(2):
+                forward(self.static_in)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.static_out = forward(self.static_in)
+
+    def __call__(self, x):
+        self.static_in.copy_(x, non_blocking=True)
+        self.graph.replay()
+        return self.static_out
+
+
+class TorchCUDABackend(Backend):
+    name = "torch-cuda"
+    device = "cuda"
+
+    @classmethod
+    def check(cls) -> None:
+        for mod in ("torch", "safetensors"):
+            if importlib.util.find_spec(mod) is None:
+                raise BackendUnavailable(f"{mod} is not installed (pip install 'colorize-gan[torch]' with a CUDA build of torch)")
+        # Ask libcudart first: it answers "no driver" in milliseconds, importing torch takes seconds.
+        reason = cuda.no_driver_reason()
+        if reason:
+            raise BackendUnavailable(reason)
+        import torch
+
+        if torch.version.cuda is None:
+            raise BackendUnavailable(f"torch {torch.__version__} is a CPU-only build")
+        if not torch.cuda.is_available():
+            raise BackendUnavailable(f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no usable GPU")
+
+    def __init__(
+        self,
+        files: ModelFiles,
+        threads: int | None = None,
+        *,
+        dtype: str | None = None,
+        cuda_graphs: bool | None = None,
+        graph_after: int = 2,
+        device: int | None = None,
+        generator=None,
+    ):
+        """``generator``: an already loaded UNetGenerator (benchmarks, tests) instead of ``files.weights``."""
+        self.check()
+        import torch
+
+        dtype = dtype or os.environ.get("COLORIZE_GAN_TORCH_DTYPE", "float16")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if cuda_graphs is None:
+            cuda_graphs = os.environ.get("COLORIZE_GAN_CUDA_GRAPHS", "1") != "0"
+        if device is None:
+            device = int(os.environ.get("COLORIZE_GAN_CUDA_DEVICE", "0"))
+        self._torch = torch
+        self.spec = files.spec
+        self.dtype = dtype
+        self.cuda_graphs = bool(cuda_graphs)
+        self.graph_after = max(1, int(graph_after))
+        self._device = torch.device("cuda", device)
+        if generator is None:
+            if not files.weights:
+                raise BackendUnavailable("the model has no .safetensors weights")
+            from .torch_cpu import build_lab_colorizer
+
+            generator = build_lab_colorizer(files).generator
+        # cuDNN autotuning: one slow first call per shape, then the fastest kernels.
+        torch.backends.cudnn.benchmark = True
+        gen = prepare_generator(generator.to(self._device), getattr(torch, dtype))
+        self._forward = make_forward(gen, self.spec, getattr(torch, dtype))
+        self._generator = gen
+        self._graphs: OrderedDict = OrderedDict()
+        self._seen: dict = {}
+
+    def _run_device(self, x):
+        """x: float32 (N,1,H,W) on the GPU -> ab float32 on the GPU (graph or eager)."""
+        shape = tuple(x.shape)
+        if self.cuda_graphs:
+            graph = self._graphs.get(shape)
+            if graph is None:
+                self._seen[shape] = self._seen.get(shape, 0) + 1
+                if self._seen[shape] >= self.graph_after:
+                    graph = _Graph(self._torch, self._forward, shape, self._device)
+                    self._graphs[shape] = graph
+                    while len(self._graphs) > MAX_GRAPHS:
+                        self._graphs.popitem(last=False)
+            else:
+                self._graphs.move_to_end(shape)
+            if graph is not None:
+                return graph(x)
+        return self._forward(x)
+
+    def run(self, L: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        L = check_input(L, self.spec)
+        with torch.inference_mode(), torch.cuda.device(self._device):
+            x = torch.from_numpy(L).pin_memory().to(self._device, non_blocking=True)
+            ab = self._run_device(x)
+            # Pinned output from torch's caching host allocator: a fast async copy, and the numpy
+            # array keeps the tensor (and so the memory) alive.
+            out = torch.empty(ab.shape, dtype=torch.float32, pin_memory=True)
+            out.copy_(ab, non_blocking=True)
+            torch.cuda.current_stream(self._device).synchronize()
+        return out.numpy()
+
+    def close(self) -> None:
+        # Dropping the graphs returns their memory pools to torch's caching allocator.
+        getattr(self, "_graphs", {}).clear()
+        self._generator = self._forward = None
