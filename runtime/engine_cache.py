@@ -2,7 +2,7 @@
 
 A serialized engine only runs with the exact TensorRT build and GPU architecture it was built
 for, the ONNX it was built from, its optimization profile and its precision. ``EngineKey`` holds
-those; its digest names the cache files ``<stem>-<digest>.engine`` and ``.json`` (the sidecar,
+those; its digest names the cache files ``<stem>-<digest>.engine`` and ``.engine.json`` (the sidecar,
 written last, so an engine without a valid sidecar is never trusted). ``get_or_build`` takes a file
 lock so two processes asking for the same missing engine build it once, and rebuilds when the
 sidecar does not match or the engine fails to deserialize. No TensorRT import here: the backend
@@ -79,7 +79,8 @@ class EngineKey:
 
 
 def sidecar_path(engine_path: str | os.PathLike) -> Path:
-    return Path(engine_path).with_suffix(".json")
+    """``X.engine`` -> ``X.engine.json``: appended, so an engine beside a bundle never replaces ``NAME.json``."""
+    return Path(str(engine_path) + ".json")
 
 
 def make_sidecar(key: EngineKey, engine_path: str | os.PathLike, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from .spec import ModelSpec
 
 PRECISIONS = ("fp16", "fp32")
 INSTALL_HINT = (
-    "pip install 'colorize-gan[tensorrt]' (or: pip install tensorrt-cu12 --extra-index-url https://pypi.nvidia.com); "
-    "TensorRT needs an NVIDIA GPU and driver"
+    "pip install 'colorize-gan[tensorrt]' (or pip install tensorrt-cu12, which fetches the wheel from NVIDIA's "
+    "package index: see TensorRT's install guide); TensorRT needs an NVIDIA GPU and driver"
 )
 # Share of typed engine layers that must run in FP16 for an "fp16" engine; the rest are the FP32
 # graph I/O casts and the normalization layers the exporter keeps in FP32.
