@@ -1,0 +1,118 @@
+"""Batch planning for the CLI: expand inputs (files, folders, globs) into (input, output) jobs.
+
+Pure path logic, no image decoding, so it is cheap to test: recursive folder walks keep the
+relative layout under the output folder; outputs never land on an input; name collisions and
+missing inputs become per-file errors; ``--shard I/N`` keeps a stable subset for split jobs.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".pgm", ".ppm", ".pbm", ".pnm",
+              ".jp2", ".j2k", ".jfif", ".tga", ".psd", ".ico"}
+VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".m2ts", ".3gp"}
+WRITABLE = {".jpg": ".jpg", ".jpeg": ".jpg", ".jfif": ".jpg", ".png": ".png", ".tif": ".tif", ".tiff": ".tif", ".webp": ".webp"}
+OUTPUT_FORMATS = ("same", "jpg", "png", "webp", "tif")
+
+
+@dataclass
+class Job:
+    input: Path
+    output: Path | None
+    error: str | None = None  # set when the job is known to fail before decoding
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' with 1 <= I <= N -> (I, N); ValueError with a readable message otherwise."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard wants I/N (e.g. 2/8), got {text!r}") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"--shard I/N needs 1 <= I <= N, got {text!r}")
+    return i, n
+
+
+def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
+    """Hash-based (crc32 of the relative path): stable when files are added between jobs, and
+    every file is in exactly one shard."""
+    if shard is None:
+        return True
+    i, n = shard
+    return zlib.crc32(key.encode("utf-8", "surrogateescape")) % n == i - 1
+
+
+def _has_magic(s: str) -> bool:
+    return any(c in s for c in "*?[")
+
+
+def expand(inputs: list[str]) -> list[tuple[Path, Path | None, str | None]]:
+    """-> (file, root folder it was found under or None, error) for every input argument."""
+    found: list[tuple[Path, Path | None, str | None]] = []
+    for arg in inputs:
+        p = Path(arg).expanduser()
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            found.extend((f, p, None) for f in files)
+        elif p.exists():
+            found.append((p, None, None))
+        elif _has_magic(arg):
+            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(arg), recursive=True))
+            files = [m for m in matches if m.is_file()]
+            if not files:
+                found.append((p, None, "no files match this pattern"))
+            found.extend((m, None, None) for m in files)
+        else:
+            found.append((p, None, "no such file or directory"))
+    return found
+
+
+def output_suffix(src: Path, fmt: str) -> str:
+    if fmt != "same":
+        return "." + fmt
+    return WRITABLE.get(src.suffix.lower(), ".png")
+
+
+def plan(inputs: list[str], output: str, fmt: str = "same", shard: tuple[int, int] | None = None) -> list[Job]:
+    """Jobs for ``inputs``. ``output`` is a file when there is exactly one input file and it has an
+    image suffix; otherwise a folder (created by the caller)."""
+    found = expand(inputs)
+    out = Path(output).expanduser()
+    single_file = len(found) == 1 and found[0][1] is None and found[0][2] is None and out.suffix.lower() in WRITABLE \
+        and not out.is_dir()
+    input_keys = {_key(f) for f, _, err in found if err is None}
+    jobs: list[Job] = []
+    claimed: dict[Path, Path] = {}
+    for src, root, err in found:
+        rel = src.relative_to(root) if root is not None else Path(src.name)
+        key = (root.name + "/" if root is not None else "") + rel.as_posix()
+        if not in_shard(key, shard):
+            continue
+        if err is not None:
+            jobs.append(Job(src, None, err))
+            continue
+        if src.suffix.lower() in VIDEO_EXTS:
+            jobs.append(Job(src, None, "is a video; use `colorize-gan video INPUT -o OUTPUT`"))
+            continue
+        dst = out if single_file else out / rel.with_suffix(output_suffix(src, fmt))
+        if _key(dst) in input_keys:
+            jobs.append(Job(src, dst, "output would overwrite an input file; choose another -o folder or --format"))
+        elif _key(dst) in claimed:
+            jobs.append(Job(src, dst, f"output name collides with {claimed[_key(dst)]}"))
+        else:
+            claimed[_key(dst)] = src
+            jobs.append(Job(src, dst))
+    return jobs
+
+
+def _key(p: Path) -> Path:
+    """Comparable identity of a path that may not exist yet."""
+    try:
+        return p.resolve()
+    except OSError:  # e.g. a symlink loop; compare the absolute path instead
+        return p.absolute()
