@@ -1,0 +1,210 @@
+"""Trainer: networks' shapes, data handling, a tiny train + resume, checkpoint round trip, DDP on gloo."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from runtime.generator import LabColorizer, UNetGenerator
+from runtime.spec import ModelSpec
+from trainer import checkpoint
+from trainer.data import CropDataset, find_images, split
+from trainer.networks import GANLoss, build_discriminator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_images(folder: Path, n: int = 6, size=(80, 100)) -> Path:
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        a = np.zeros((*size, 3), np.uint8)
+        a[..., 0] = rng.integers(60, 255)
+        a[: size[0] // 2, :, 1] = rng.integers(0, 255)
+        a[:, size[1] // 2 :, 2] = rng.integers(0, 255)
+        ext = [".png", ".jpg", ".webp"][i % 3]
+        sub = folder / ("nested" if i % 2 else "")
+        sub.mkdir(exist_ok=True)
+        Image.fromarray(a).save(sub / f"img{i}{ext}")
+    Image.fromarray(np.full((64, 64), 90, np.uint8)).save(folder / "grey.png")
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(folder / "grey_rgb.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return folder
+
+
+@pytest.mark.parametrize("fusion", [True, False])
+@pytest.mark.parametrize("size", [(64, 64), (128, 192), (256, 64)])
+def test_generator_shapes(fusion, size):
+    spec = ModelSpec(depth=5, ngf=8, fusion=fusion, fusion_level=2)
+    g = UNetGenerator(spec).eval()
+    x = torch.rand(2, 1, *size) * 2 - 1
+    y = g(x)
+    assert y.shape == (2, 2, *size)
+    assert y.abs().max() <= 1.0  # tanh
+    assert (g.fusion is not None) == fusion
+
+
+def test_generator_rejects_non_multiple_sizes():
+    g = UNetGenerator(ModelSpec(depth=4, ngf=8, fusion_level=2)).eval()
+    with pytest.raises(RuntimeError):
+        g(torch.zeros(1, 1, 48, 40))  # 40 is not a multiple of 16: the skip concat cannot line up
+
+
+def test_fusion_uses_global_context():
+    """Changing a far-away region must change the prediction everywhere only with fusion (global branch)."""
+    torch.manual_seed(0)
+    spec = ModelSpec(depth=4, ngf=8, fusion=True, fusion_level=2, norm="none")
+    g = UNetGenerator(spec).eval()
+    a = torch.zeros(1, 1, 64, 64)
+    b = a.clone()
+    b[..., 48:, 48:] = 1.0
+    with torch.no_grad():
+        d = (g(a) - g(b))[..., :8, :8].abs().max()
+    assert d > 0
+
+
+def test_eval_is_deterministic_and_dropout_only_in_training():
+    g = UNetGenerator(ModelSpec(depth=5, ngf=8, fusion_level=2))
+    assert any(isinstance(m, torch.nn.Dropout) for m in g.modules())
+    g.eval()
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(g(x), g(x))
+
+
+def test_lab_colorizer_scaling():
+    g = UNetGenerator(ModelSpec(depth=4, ngf=8, fusion_level=2)).eval()
+    m = LabColorizer(g).eval()
+    L = torch.rand(1, 1, 32, 32) * 100
+    with torch.no_grad():
+        assert torch.allclose(m(L), g(L / 50 - 1) * 110, atol=1e-5)
+
+
+def test_discriminator_is_70x70_patchgan():
+    d = build_discriminator()
+    assert d(torch.zeros(1, 3, 256, 256)).shape == (1, 1, 30, 30)
+    first = d.model[0]
+    assert isinstance(first, torch.nn.Conv2d) and not isinstance(d.model[1], torch.nn.BatchNorm2d)
+    assert isinstance(d.model[-1], torch.nn.Conv2d)  # no activation at the end
+
+
+def test_gan_losses():
+    logits = torch.tensor([[10.0, -10.0]])
+    assert GANLoss("vanilla")(torch.full((1, 4), 10.0), True) < 1e-3
+    assert GANLoss("vanilla")(torch.full((1, 4), 10.0), False) > 9
+    assert GANLoss("lsgan")(torch.ones(1, 4), True) == 0
+    assert GANLoss("lsgan")(logits, False) > 0
+    with pytest.raises(ValueError):
+        GANLoss("wgan")
+
+
+def test_data_split_scan_and_crops(tmp_path):
+    folder = make_images(tmp_path / "imgs")
+    paths = find_images(folder)
+    assert len(paths) == 9  # 6 colour + 2 grey + 1 broken, nested folders included
+    train, val = split(paths, 2, None, seed=3)
+    assert len(val) == 2 and len(train) == 7 and not set(train) & set(val)
+    assert split(paths, 2, None, seed=3) == (train, val)  # fixed seed -> same split
+    assert len(split(paths, 2, 3, seed=3)[0]) == 3
+    ds = CropDataset(paths, crop_size=32, load_size=64, repeat=2)
+    assert len(ds.report.used) == 6 and len(ds.report.grey) == 2 and len(ds.report.unreadable) == 1
+    assert len(ds) == 12
+    L, ab = ds[0]
+    assert L.shape == (1, 32, 32) and ab.shape == (2, 32, 32)
+    assert L.min() >= -1 and L.max() <= 1 and ab.abs().max() <= 1
+
+
+def _train(args: list[str], env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trainer.train", *args, "--quiet", "--threads", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_train_two_steps_then_resume(tmp_path):
+    data = make_images(tmp_path / "imgs", n=8)
+    train, _ = split(find_images(data), 2, None, seed=0)
+    steps_per_epoch = len(CropDataset(train, crop_size=32, load_size=64)) // 2
+    assert steps_per_epoch >= 2
+    run = tmp_path / "run"
+    common = ["--crop-size", "32", "--load-size", "64", "--batch-size", "2", "--depth", "4", "--ngf", "8", "--fusion-level", "2",
+              "--ndf", "8", "--val-count", "2", "--val-size", "64"]
+    r = _train(["--data", str(data), "--out", str(run), *common, "--pretrain-epochs", "1", "--epochs", "1", "--max-steps", "1"])
+    assert r.returncode == 0, r.stderr
+    ckpt = checkpoint.resolve(run)
+    state = json.loads((ckpt / "state.json").read_text())
+    assert state["step"] == 1 and state["epoch"] == 0 and state["step_in_epoch"] == 1
+    before = checkpoint.load_generator(run).state_dict()
+    # Resume: only --resume and run control; the schedule comes from the checkpoint.
+    r = _train(["--resume", str(run)])
+    assert r.returncode == 0, r.stderr
+    assert "resumed from" in r.stderr
+    state = json.loads((checkpoint.resolve(run) / "state.json").read_text())
+    assert state["step"] == 2 * steps_per_epoch and state["epoch"] == 2 and state["phase"] == "gan"
+    after = checkpoint.load_generator(run).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert [r["phase"] for r in rows] == ["pretrain", "gan"]
+    assert float(rows[-1]["loss_d"]) > 0 and float(rows[-1]["val_psnr"]) > 0
+    assert (run / "samples" / "epoch_002.png").is_file()
+    assert (run / "checkpoints" / "pretrain_final" / "generator.safetensors").is_file()
+
+
+def test_checkpoint_round_trip(tmp_path):
+    spec = ModelSpec(depth=4, ngf=8, fusion_level=2)
+    g, d = UNetGenerator(spec), build_discriminator(ndf=8)
+    opt_g = torch.optim.Adam(g.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=1e-3)
+    x = torch.rand(2, 1, 32, 32)
+    g(x).mean().backward()
+    opt_g.step()
+    d(torch.rand(2, 3, 64, 64)).mean().backward()
+    opt_d.step()
+    path = checkpoint.save(tmp_path / "ck", spec, g, d, opt_g, opt_d, {"step": 7, "epoch": 1, "args": {}})
+    assert not list(tmp_path.glob("*.tmp"))
+    # Nothing in a checkpoint is a pickle.
+    assert {p.suffix for p in path.iterdir()} == {".json", ".safetensors"}
+    g2 = checkpoint.load_generator(path)
+    assert g2.spec == spec
+    for k, v in g.state_dict().items():
+        assert torch.equal(v, g2.state_dict()[k]), k
+    g3, d3 = UNetGenerator(spec), build_discriminator(ndf=8)
+    o3g = torch.optim.Adam(g3.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    o3d = torch.optim.Adam(d3.parameters(), lr=1e-3)
+    state = checkpoint.load_training_state(path, g3, d3, o3g, o3d, torch.device("cpu"))
+    assert state["step"] == 7
+    s1, s3 = opt_g.state_dict(), o3g.state_dict()
+    for idx in s1["state"]:
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(torch.as_tensor(s1["state"][idx][key]), torch.as_tensor(s3["state"][idx][key]))
+    assert s3["param_groups"][0]["betas"][0] == 0.5
+
+
+def test_bad_data_folder_is_one_line_error(tmp_path):
+    r = _train(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")])
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "not a folder" in r.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_gloo(tmp_path):
+    data = make_images(tmp_path / "imgs", n=8)
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "trainer.train", "--data", str(data), "--out", str(run), "--crop-size", "32", "--load-size", "64",
+           "--batch-size", "2", "--depth", "4", "--ngf", "8", "--fusion-level", "2", "--ndf", "8", "--val-count", "2",
+           "--val-size", "64", "--pretrain-epochs", "1", "--epochs", "1", "--device", "cpu", "--quiet", "--threads", "1"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = json.loads((checkpoint.resolve(run) / "state.json").read_text())
+    train, _ = split(find_images(data), 2, None, seed=0)
+    per_rank_steps = len(CropDataset(train, crop_size=32, load_size=64)) // 2 // 2
+    assert state["epoch"] == 2 and state["step"] == 2 * per_rank_steps
+    g = checkpoint.load_generator(run)
+    assert not any(k.startswith("module.") for k in g.state_dict())
