@@ -89,7 +89,7 @@ def _lib_names() -> tuple[list[str], list[str]]:
 
 
 def candidate_paths(search_dirs: list[str] | None = None) -> list[str]:
-    """Where libcudart may be, best first (newest CUDA first within each place).
+    """Where libcudart may be, best first: newest CUDA first, and within one version the pip wheels before the system.
 
     ``search_dirs`` replaces the automatic search (used by tests and by ``COLORIZE_GAN_LIBCUDART``-less
     callers that know better); the env var, when set, always comes first.
