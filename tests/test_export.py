@@ -1,0 +1,94 @@
+"""trainer/export_onnx.py: the bundle it writes, the graphs' dynamic shapes, precision and parity."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+
+from runtime.models import bundle_paths, bundle_stem, resolve  # noqa: E402
+from runtime.spec import ModelSpec  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def paths(tiny_bundle):
+    return bundle_paths(bundle_stem(tiny_bundle))
+
+
+@pytest.fixture(scope="module")
+def torch_model(tiny_checkpoint):
+    from trainer.export_onnx import load_checkpoint
+    from runtime.generator import LabColorizer
+
+    _, gen = load_checkpoint(tiny_checkpoint)
+    return LabColorizer(gen).eval()
+
+
+def test_bundle_files_and_metadata(paths, tiny_checkpoint):
+    for p in paths.values():
+        assert p.is_file() and p.stat().st_size > 0
+    bundle = json.loads(paths["json"].read_text())
+    spec = ModelSpec.from_json((tiny_checkpoint / "spec.json").read_text())
+    assert ModelSpec.from_dict(bundle["spec"]) == spec
+    assert set(bundle["provenance"]["parity_max_abs_ab"]) == {"onnx", "onnx_fp16"}
+    for key in ("onnx", "onnx_fp16"):
+        model = onnx.load(str(paths[key]))
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert ModelSpec.from_json(meta["colorize_gan.spec"]) == spec
+        assert 17 <= next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) <= 20
+    # resolve() finds the same files from any member of the bundle
+    for member in paths.values():
+        files = resolve(str(member))
+        assert files.spec == spec and files.onnx == str(paths["onnx"]) and files.weights == str(paths["weights"])
+
+
+def test_dynamic_shapes_encode_the_size_multiple(paths, tiny_checkpoint):
+    spec = ModelSpec.from_json((tiny_checkpoint / "spec.json").read_text())
+    m = onnx.load(str(paths["onnx"]))
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and dims[1].dim_value == 1
+    assert dims[2].dim_param.startswith(f"{spec.size_multiple}*") and dims[3].dim_param.startswith(f"{spec.size_multiple}*")
+
+
+def test_fp16_graph_has_fp16_weights_and_fp32_io(paths):
+    m = onnx.load(str(paths["onnx_fp16"]))
+    f32 = onnx.TensorProto.FLOAT
+    for v in list(m.graph.input) + list(m.graph.output):
+        assert v.type.tensor_type.elem_type == f32
+    big = [t for t in m.graph.initializer if np.prod(t.dims) >= 64]
+    assert big and all(t.data_type == onnx.TensorProto.FLOAT16 for t in big)
+    assert paths["onnx_fp16"].stat().st_size < 0.7 * paths["onnx"].stat().st_size
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 16, 16), (2, 1, 48, 80), (1, 1, 128, 32)])
+def test_onnx_matches_torch_at_any_valid_size(paths, torch_model, shape):
+    rng = np.random.default_rng(sum(shape))
+    L = rng.uniform(0, 100, shape).astype(np.float32)
+    with torch.inference_mode():
+        ref = torch_model(torch.from_numpy(L)).numpy()
+    assert np.abs(ref).max() > 1.0  # the net outputs real colour, or the comparison would prove nothing
+    fp32 = ort.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"]).run(None, {"L": L})[0]
+    fp16 = ort.InferenceSession(str(paths["onnx_fp16"]), providers=["CPUExecutionProvider"]).run(None, {"L": L})[0]
+    assert fp32.shape == (shape[0], 2) + shape[2:]
+    assert np.abs(fp32 - ref).max() < 1e-2
+    assert np.abs(fp16 - ref).max() < 3.0 and np.abs(fp16 - ref).mean() < 0.3
+
+
+def test_export_cli_reports_parity_and_rejects_bad_paths(tiny_checkpoint, tmp_path, capsys):
+    from trainer.export_onnx import main
+
+    img_dir = tmp_path / "imgs"
+    img_dir.mkdir()
+    from PIL import Image
+
+    Image.fromarray((np.random.default_rng(0).uniform(0, 255, (70, 90, 3))).astype(np.uint8)).save(img_dir / "x.png")
+    (img_dir / "notes.txt").write_text("not an image")
+    assert main([str(tiny_checkpoint), "-o", str(tmp_path / "out" / "m"), "--parity-images", str(img_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "FP32" in out and "FP16" in out
+    assert json.loads((tmp_path / "out" / "m.json").read_text())["provenance"]["weights_dtype"] == "float16"
+    assert main([str(tmp_path / "missing"), "-o", str(tmp_path / "o2")]) == 2
