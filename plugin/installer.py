@@ -65,8 +65,9 @@ def plugin_folder(gimp_dir: Path) -> Path:
     return gimp_dir / "plug-ins" / NAME
 
 
-def install(gimp_dir: Path, python: str, force: bool = False, out=sys.stdout) -> Path:
+def install(gimp_dir: Path, python: str, force: bool = False, out=None) -> Path:
     """Copy the plug-in into ``gimp_dir`` and record ``python``; returns the plug-in folder."""
+    out = out or sys.stdout  # resolved per call: a default bound at import time would miss redirection
     try:
         info = bridge.check_worker(python)
     except bridge.WorkerEnvError as exc:
@@ -101,8 +102,9 @@ def install(gimp_dir: Path, python: str, force: bool = False, out=sys.stdout) ->
     return folder
 
 
-def uninstall(gimp_dir: Path, out=sys.stdout) -> bool:
+def uninstall(gimp_dir: Path, out=None) -> bool:
     """Remove the plug-in folder; False if it was not there. Refuses a folder that is not ours."""
+    out = out or sys.stdout
     folder = plugin_folder(gimp_dir)
     if not folder.exists():
         print(f"not installed in {gimp_dir}", file=out)
@@ -114,8 +116,9 @@ def uninstall(gimp_dir: Path, out=sys.stdout) -> bool:
     return True
 
 
-def status(gimp_dir: Path, out=sys.stdout) -> bool:
+def status(gimp_dir: Path, out=None) -> bool:
     """Check each cause of "the plug-in does not show up"; True when all pass."""
+    out = out or sys.stdout
     folder = plugin_folder(gimp_dir)
     main = folder / f"{NAME}.py"
     problems = []
