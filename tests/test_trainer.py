@@ -208,3 +208,18 @@ def test_ddp_two_cpu_processes_gloo(tmp_path):
     assert state["epoch"] == 2 and state["step"] == 2 * per_rank_steps
     g = checkpoint.load_generator(run)
     assert not any(k.startswith("module.") for k in g.state_dict())
+
+
+def test_init_starts_a_new_schedule_from_a_checkpoint(tmp_path):
+    data = make_images(tmp_path / "imgs", n=8)
+    first, second = tmp_path / "a", tmp_path / "b"
+    common = ["--data", str(data), "--crop-size", "32", "--load-size", "64", "--batch-size", "2", "--ndf", "8",
+              "--val-count", "0"]
+    r = _train([*common, "--out", str(first), "--depth", "4", "--ngf", "8", "--fusion-level", "2", "--epochs", "0",
+                "--pretrain-epochs", "1"])
+    assert r.returncode == 0, r.stderr
+    r = _train([*common, "--out", str(second), "--init", str(first), "--epochs", "1", "--max-steps", "1"])
+    assert r.returncode == 0, r.stderr
+    assert "initialised weights from" in r.stderr
+    assert checkpoint.load_spec(second) == checkpoint.load_spec(first)  # model options come from the init checkpoint
+    assert json.loads((checkpoint.resolve(second) / "state.json").read_text())["step"] == 1

@@ -78,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--real-label", type=float, default=1.0, help="target for real patches (<1: one-sided label smoothing)")
     r = p.add_argument_group("run control")
     r.add_argument("--resume", default=None, help="run folder or checkpoint to continue (same schedule)")
+    r.add_argument("--init", default=None, help="start a new schedule from this checkpoint's weights (fine-tuning, e.g. the GAN phase "
+                   "from an L1-pretrained generator); the model options come from that checkpoint")
     r.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps in total")
     r.add_argument("--time-limit", type=float, default=None, help="stop (with a checkpoint) after this many minutes")
     r.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps")
@@ -91,6 +93,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         saved = json.loads((checkpoint.resolve(args.resume) / "state.json").read_text())["args"]
         for key, value in saved.items():
             if key not in RUN_CONTROL:
+                setattr(args, key, value)
+    if args.init and not args.resume:
+        for key, value in checkpoint.load_spec(args.init).to_dict().items():
+            if hasattr(args, key):
                 setattr(args, key, value)
     if not args.data:
         p.error("--data is required (unless --resume)")
@@ -189,6 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     stepper = GANStep(G, D, lambda_l1=args.lambda_l1, gan_mode=args.gan_mode, lr=args.lr, lr_d=args.lr_d,
                       betas=(args.beta1, 0.999), real_label=args.real_label, amp_dtype=amp)
     state = {"step": 0, "epoch": 0, "step_in_epoch": 0}
+    if args.init and not args.resume:
+        init = checkpoint.resolve(args.init)
+        G.load_state_dict(checkpoint.load_generator(init, device).state_dict())
+        if (init / "discriminator.safetensors").is_file() and args.ndf == json.loads((init / "state.json").read_text())["args"].get("ndf"):
+            from safetensors.torch import load_file
+
+            D.load_state_dict(load_file(str(init / "discriminator.safetensors"), device=str(device)))
+        log(f"initialised weights from {init}")
     if args.resume:
         state = checkpoint.load_training_state(args.resume, G, D, stepper.opt_g, stepper.opt_d, device)
         torch.manual_seed(args.seed + rank + state["step"])  # fresh augmentation stream, same schedule
