@@ -1,7 +1,7 @@
 """trainer.evaluate and trainer.contact_sheet: the evaluation command end to end on tiny synthetic photos.
 
 Most tests run the command against a stand-in colorizer (adds a fixed chroma) so they check evaluate's
-own logic exactly; one test runs the real runtime.Colorizer on a tiny random-weight model.
+own logic exactly; one test runs the real runtime.Colorizer on conftest's tiny random-weight bundle (ONNX Runtime and torch).
 """
 from __future__ import annotations
 
@@ -197,30 +197,24 @@ def test_contact_sheet_grid_keeps_aspect_ratio(tmp_path):
         contact_sheet([], tmp_path / "empty.png")
 
 
-def _tiny_checkpoint(tmp_path):
-    """A trainer-checkpoint-style model dir (spec.json + generator.safetensors) with random weights."""
-    torch = pytest.importorskip("torch")
-    safetensors_torch = pytest.importorskip("safetensors.torch")
-    from runtime.generator import UNetGenerator
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch-cpu"])
+def test_evaluate_with_the_real_colorizer_and_the_tiny_model(photo_dir, tmp_path, tiny_bundle, backend):
+    from runtime.backends.registry import availability
 
-    torch.manual_seed(0)
-    spec = ModelSpec(depth=3, ngf=4, max_mult=2, fusion=True, fusion_dim=8, fusion_level=2)
-    d = tmp_path / "tiny"
-    d.mkdir()
-    (d / "spec.json").write_text(spec.to_json())
-    safetensors_torch.save_file({k: v.contiguous() for k, v in UNetGenerator(spec).state_dict().items()}, str(d / "generator.safetensors"))
-    return d
-
-
-def test_evaluate_with_the_real_colorizer_and_a_tiny_model(photo_dir, tmp_path, capsys):
-    if not hasattr(runtime, "Colorizer"):
-        pytest.skip("runtime.Colorizer has not landed yet")
-    model = _tiny_checkpoint(tmp_path)
+    reason = availability(backend)
+    if reason is not None:
+        pytest.skip(reason)
     out = tmp_path / "out"
-    assert evaluate.main([str(photo_dir), "--model", str(model), "--backend", "torch-cpu", "--out", str(out)]) == 0
+    assert evaluate.main([str(photo_dir), "--model", str(tiny_bundle), "--backend", backend, "--out", str(out)]) == 0
     result = _strict_json(out / "metrics.json")
     assert result["counts"]["scored"] == 3
-    assert result["model"]["backend"] == "torch-cpu" and result["model"]["spec"]["ngf"] == 4
-    for rec in result["images"]:
-        assert 0 < rec["model"]["psnr"] < 100 and -1 <= rec["model"]["ssim"] <= 1
+    assert result["model"]["backend"] == backend and result["model"]["spec"]["name"] == "tiny-test"
+    # The numbers are those of the runtime's own prediction for the grey input.
+    rec = result["images"][0]
+    truth = np.asarray(Image.open(photo_dir / rec["path"]).convert("RGB")).astype(np.float32) / 255
+    with runtime.Colorizer.load(str(tiny_bundle), backend) as c:
+        pred = c.colorize_array(evaluate.grey_baseline(truth))
+    for key, value in score_image(pred, truth).items():
+        assert rec["model"][key] == pytest.approx(value, rel=1e-5), key
+    assert result["summary"]["model"]["cf_pred"] > 1  # the tiny net does colour its input
     assert (out / "contact_sheet.png").stat().st_size > 0
