@@ -129,8 +129,8 @@ class TorchCUDABackend(Backend):
     device = "cuda"
 
     @classmethod
-    def check(cls) -> None:
-        for mod in ("torch", "safetensors"):
+    def check(cls, need_safetensors: bool = True) -> None:
+        for mod in ("torch", "safetensors") if need_safetensors else ("torch",):
             if importlib.util.find_spec(mod) is None:
                 raise BackendUnavailable(f"{mod} is not installed (pip install 'colorize-gan[torch]' with a CUDA build of torch)")
         # Ask libcudart first: it answers "no driver" in milliseconds, importing torch takes seconds.
@@ -156,7 +156,7 @@ class TorchCUDABackend(Backend):
         generator=None,
     ):
         """``generator``: an already loaded UNetGenerator (benchmarks, tests) instead of ``files.weights``."""
-        self.check()
+        self.check(need_safetensors=generator is None)
         import torch
 
         dtype = dtype or os.environ.get("COLORIZE_GAN_TORCH_DTYPE", "float16")
