@@ -38,14 +38,12 @@ def box_filter(x: np.ndarray, radius: int) -> np.ndarray:
     return (s / (k * k)).astype(_F32)
 
 
-def shift_image(x: np.ndarray, dy: float, dx: float) -> tuple[np.ndarray, np.ndarray]:
-    """Translate the last two axes by (dy, dx) with bilinear sampling: out[y, x] = x[y - dy, x - dx].
-
-    Returns (shifted, valid) where ``valid`` marks pixels whose source lay inside the image.
-    """
+def sample_separable(x: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear samples of the last two axes at rows ``ys`` x columns ``xs`` (an axis-aligned grid:
+    any translation + scaling). Returns (samples, valid); ``valid`` marks points inside the image."""
     h, w = x.shape[-2:]
-    ys = np.arange(h, dtype=np.float64) - dy
-    xs = np.arange(w, dtype=np.float64) - dx
+    ys = np.asarray(ys, dtype=np.float64)
+    xs = np.asarray(xs, dtype=np.float64)
     valid = ((ys >= 0) & (ys <= h - 1))[:, None] & ((xs >= 0) & (xs <= w - 1))[None, :]
     y0 = np.clip(np.floor(ys).astype(np.int64), 0, h - 1)
     x0 = np.clip(np.floor(xs).astype(np.int64), 0, w - 1)
@@ -56,6 +54,15 @@ def shift_image(x: np.ndarray, dy: float, dx: float) -> tuple[np.ndarray, np.nda
     rows = x[..., y0, :] * (1 - fy) + x[..., y1, :] * fy
     out = rows[..., x0] * (1 - fx) + rows[..., x1] * fx
     return out.astype(_F32), valid
+
+
+def shift_image(x: np.ndarray, dy: float, dx: float) -> tuple[np.ndarray, np.ndarray]:
+    """Translate the last two axes by (dy, dx) with bilinear sampling: out[y, x] = x[y - dy, x - dx].
+
+    Returns (shifted, valid) where ``valid`` marks pixels whose source lay inside the image.
+    """
+    h, w = x.shape[-2:]
+    return sample_separable(x, np.arange(h) - dy, np.arange(w) - dx)
 
 
 def estimate_translation(prev: np.ndarray, cur: np.ndarray, max_frac: float = 0.25) -> tuple[float, float]:

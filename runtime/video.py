@@ -120,7 +120,8 @@ def _open_input(path: str):
     try:
         container = av.open(path, metadata_errors="replace")
     except av.error.FFmpegError as exc:
-        raise VideoError(f"{path}: not a video file FFmpeg can read ({exc.strerror or exc})") from None
+        raise VideoError(f"{path}: cannot be read as a video: not a video file, or damaged/truncated "
+                         f"(FFmpeg: {exc.strerror or exc})") from None
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: has no video stream")
@@ -406,14 +407,20 @@ def colorize_video(
         n_frames = 0
         origin_pts = int(round(origin / tb))
 
+        finish_u8 = getattr(colorizer, "finish_u8", None)  # the fast path, where the colorizer has one
+
         def run_batch() -> None:
             nonlocal n_frames
             net = np.concatenate([b[1] for b in batch], axis=0)
             ab = colorizer.predict_ab(net)
             for i, (L_full, net_L, geom, pts, dur) in enumerate(batch):
                 ab_i = stabilizer.update(net_L[0, 0], ab[i]) if opts.stabilize else ab[i]
-                rgb = colorizer.finish(L_full, ab_i, geom, saturation=opts.saturation)
-                writer.encode(out, (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), pts, dur)
+                if finish_u8 is not None:
+                    rgb8 = finish_u8(L_full, ab_i, geom, saturation=opts.saturation)
+                else:
+                    rgb = colorizer.finish(L_full, ab_i, geom, saturation=opts.saturation)
+                    rgb8 = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+                writer.encode(out, rgb8, pts, dur)
             n_frames += len(batch)
             bar.update(len(batch))
             batch.clear()
@@ -482,6 +489,7 @@ def _iter_video_frames(inp: Any, vs: Any, others: list, src: str):
 
     pending: list = []
     n_packets = 0
+    last_end = None  # seconds at which the last video packet stops
     try:
         for packet in inp.demux(vs, *others):
             if packet.stream.index != vs.index:
@@ -492,6 +500,9 @@ def _iter_video_frames(inp: Any, vs: Any, others: list, src: str):
                 continue
             if packet.size:
                 n_packets += 1
+                if packet.pts is not None and packet.time_base:
+                    end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                    last_end = end if last_end is None else max(last_end, end)
             for frame in packet.decode():
                 yield frame, pending
                 pending = []
@@ -502,6 +513,17 @@ def _iter_video_frames(inp: Any, vs: Any, others: list, src: str):
     declared = vs.frames
     if declared and n_packets < declared:
         raise VideoError(f"{src}: truncated: the file declares {declared} video frames but holds only {n_packets}")
+    # Containers that do not count frames (Matroska, ...) still state a duration; the video stream's
+    # own, or the file's when video is all it holds (audio may legitimately outlast the picture).
+    if vs.duration and vs.time_base:
+        declared_s = float((vs.duration + (vs.start_time or 0)) * vs.time_base)
+    elif len(inp.streams) == 1 and inp.duration:
+        declared_s = inp.duration / 1e6 + (inp.start_time or 0) / 1e6
+    else:
+        declared_s = None
+    rate = float(vs.average_rate or vs.guessed_rate or 25)
+    if declared_s and last_end is not None and last_end < declared_s - max(0.5, 3 / rate):
+        raise VideoError(f"{src}: truncated: video stops at {last_end:.2f} s of the {declared_s:.2f} s the file declares")
 
 
 def _first_in_window(frames, start: float, end: float, tb: Fraction):

@@ -1,0 +1,247 @@
+"""Video pipeline on small generated clips: frames, timestamps, audio/subtitles, rotation, sizes,
+previews, bad input, interruption; and the CLI end to end with the tiny real model."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from runtime.video import VideoError, VideoOptions, colorize_video
+from video_helpers import FakeColorizer, probe, write_clip
+
+QUIET = dict(progress=False)
+VFR_PTS = [0, 40, 80, 200, 240, 500, 540, 580, 700, 1000]  # ms: bursts and gaps
+
+
+def leftovers(folder: Path, keep: set[str]) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name not in keep)
+
+
+def audio_payload(path: Path) -> bytes:
+    with av.open(str(path)) as c:
+        return b"".join(bytes(p) for p in c.demux(audio=0) if p.size)
+
+
+@pytest.fixture
+def mp4_with_audio(tmp_path) -> Path:
+    src = tmp_path / "in.mp4"
+    write_clip(src, n_frames=14, fps=12, audio="aac")
+    return src
+
+
+def test_mp4_with_audio_roundtrip(tmp_path, mp4_with_audio):
+    dst = tmp_path / "out.mp4"
+    fake = FakeColorizer()
+    result = colorize_video(fake, mp4_with_audio, dst, VideoOptions(**QUIET))
+    a, b = probe(mp4_with_audio), probe(dst)
+    assert result.frames == len(b["times"]) == 14
+    assert b["times"] == pytest.approx(a["times"], abs=1e-6)
+    assert b["rate"] == a["rate"] == 12
+    assert b["duration"] == pytest.approx(a["duration"], abs=1e-3)
+    assert b["size"] == a["size"] == (96, 64)
+    # Audio: same packets, same times, same bytes (copied, not re-encoded).
+    assert result.copied == ["#1 audio (aac)"] and not result.reencoded and not result.dropped
+    assert b["audio"] == a["audio"] and len(a["audio"]) > 10
+    # Colour: the input is grey, the output is not.
+    assert max(a["chroma"]) < 1.0 and min(b["chroma"]) > 5.0
+    assert fake.calls[:3] == [4, 4, 4]  # frames reach the model in batches
+    assert leftovers(tmp_path, {"in.mp4", "out.mp4"}) == []
+
+
+def test_vfr_rotation_subtitles_into_mp4(tmp_path):
+    src, dst = tmp_path / "vfr.mkv", tmp_path / "out.mp4"
+    write_clip(src, n_frames=10, audio="pcm_s16le", pts=VFR_PTS, time_base=Fraction(1, 1000), rotation=90, subtitle=True)
+    logs: list[str] = []
+    result = colorize_video(FakeColorizer(), src, dst, VideoOptions(**QUIET), log=logs.append)
+    a, b = probe(src), probe(dst)
+    assert b["times"] == pytest.approx([t / 1000 for t in VFR_PTS], abs=1e-6)
+    assert b["duration"] == pytest.approx(a["duration"], abs=2e-3)  # last frame shown as long as before
+    assert b["rotation"] == a["rotation"] == 90
+    assert audio_payload(dst) == audio_payload(src)  # PCM copied bit for bit
+    # SRT cannot go into MP4 as is: converted to mov_text, and the user is told.
+    assert result.reencoded == ["#2 subtitle (srt)"] and "subtitle" in b["streams"]
+    assert any("re-encoding" in line for line in logs)
+
+
+def test_mkv_copies_everything(tmp_path):
+    src, dst = tmp_path / "vfr.mkv", tmp_path / "out.mkv"
+    write_clip(src, n_frames=10, audio="pcm_s16le", pts=VFR_PTS, time_base=Fraction(1, 1000), subtitle=True)
+    result = colorize_video(FakeColorizer(), src, dst, VideoOptions(**QUIET))
+    a, b = probe(src), probe(dst)
+    assert sorted(result.copied) == ["#1 audio (pcm_s16le)", "#2 subtitle (srt)"]
+    assert b["times"] == a["times"] and b["audio"] == a["audio"] and b["subs"] == a["subs"] == 2
+
+
+def test_audio_reencoded_when_container_cannot_hold_it(tmp_path):
+    src, dst = tmp_path / "in.mkv", tmp_path / "out.webm"
+    write_clip(src, n_frames=8, audio="aac")
+    result = colorize_video(FakeColorizer(), src, dst, VideoOptions(codec="libvpx-vp9", **QUIET))
+    b = probe(dst)
+    assert result.reencoded == ["#1 audio (aac)"]
+    assert len(b["times"]) == 8 and len(b["audio"]) > 5
+
+
+def test_odd_size_padded_or_kept(tmp_path):
+    src = tmp_path / "odd.mkv"
+    write_clip(src, n_frames=5, size=(95, 63), codec="ffv1", audio=None)
+    logs: list[str] = []
+    colorize_video(FakeColorizer(), src, tmp_path / "pad.mp4", VideoOptions(**QUIET), log=logs.append)
+    assert probe(tmp_path / "pad.mp4")["size"] == (96, 64)
+    assert any("odd" in line for line in logs)
+    colorize_video(FakeColorizer(), src, tmp_path / "keep.mp4", VideoOptions(pix_fmt="yuv444p", **QUIET))
+    assert probe(tmp_path / "keep.mp4")["size"] == (95, 63)
+
+
+def test_start_and_duration_preview(tmp_path):
+    src, dst = tmp_path / "in.mp4", tmp_path / "cut.mp4"
+    write_clip(src, n_frames=36, fps=12, audio="aac")
+    colorize_video(FakeColorizer(), src, dst, VideoOptions(start=1.0, duration=1.0, **QUIET))
+    b = probe(dst)
+    assert len(b["times"]) == 12
+    assert b["times"][0] == pytest.approx(0.0, abs=1e-6)
+    assert b["duration"] == pytest.approx(1.0, abs=0.05)
+    assert 40 <= len(b["audio"]) <= 50  # ~1 s of 1024-sample AAC packets at 48 kHz
+
+
+def test_stabilize_option_changes_output_only_when_on(tmp_path, mp4_with_audio):
+    class Noisy(FakeColorizer):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(0)
+
+        def predict_ab(self, net_L):
+            ab = super().predict_ab(net_L)
+            return ab + self.rng.normal(0, 8, ab.shape).astype(np.float32)
+
+    def frames(path):
+        with av.open(str(path)) as c:
+            return [f.to_ndarray(format="rgb24").astype(np.float32) for f in c.decode(video=0)]
+
+    colorize_video(Noisy(), mp4_with_audio, tmp_path / "off.mp4", VideoOptions(stabilize=False, **QUIET))
+    colorize_video(Noisy(), mp4_with_audio, tmp_path / "on.mp4", VideoOptions(strength=0.8, **QUIET))
+    off, on = frames(tmp_path / "off.mp4"), frames(tmp_path / "on.mp4")
+    assert np.abs(off[0] - on[0]).mean() < 3.0  # first frame: nothing to blend with (codec noise only)
+    # later frames: the stabilized output moves less from frame to frame
+    d_off = np.mean([np.abs(b - a).mean() for a, b in zip(off[4:], off[5:])])
+    d_on = np.mean([np.abs(b - a).mean() for a, b in zip(on[4:], on[5:])])
+    assert d_on < d_off
+
+
+# -- bad input ----------------------------------------------------------------------------------
+def expect_error(tmp_path, src, match, opts=None):
+    dst = tmp_path / "out.mp4"
+    before = set(p.name for p in tmp_path.iterdir())
+    with pytest.raises(VideoError, match=match) as info:
+        colorize_video(FakeColorizer(), src, dst, opts or VideoOptions(**QUIET))
+    assert "\n" not in str(info.value)
+    assert set(p.name for p in tmp_path.iterdir()) == before  # no output, no temp file
+
+
+def test_not_a_video(tmp_path):
+    src = tmp_path / "notes.mp4"
+    src.write_text("this is not a video\n" * 50)
+    expect_error(tmp_path, src, "cannot be read as a video")
+
+
+def test_missing_file(tmp_path):
+    expect_error(tmp_path, tmp_path / "nope.mp4", "no such file")
+
+
+def test_no_video_stream(tmp_path):
+    src = tmp_path / "tone.m4a"
+    with av.open(str(src), "w") as out:
+        s = out.add_stream("aac", rate=48000)
+        s.layout = "mono"
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        f.sample_rate, f.pts = 48000, 0
+        out.mux(s.encode(f))
+        out.mux(s.encode(None))
+    expect_error(tmp_path, src, "no video stream")
+
+
+def test_zero_frames(tmp_path):
+    src = tmp_path / "empty.avi"  # AVI keeps a video stream with no frames in it
+    with av.open(str(src), "w") as out:
+        s = out.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+        out.start_encoding()
+    expect_error(tmp_path, src, "no video frames")
+
+
+@pytest.mark.parametrize("name,codec", [("cut.avi", "mpeg4"), ("cut.mkv", "libx264"), ("cut.mp4", "libx264")])
+def test_truncated(tmp_path, name, codec):
+    full = tmp_path / ("full" + Path(name).suffix)
+    write_clip(full, n_frames=60, fps=12, codec=codec, audio=None, size=(160, 96))
+    data = full.read_bytes()
+    src = tmp_path / name
+    src.write_bytes(data[: len(data) // 2])
+    full.unlink()
+    expect_error(tmp_path, src, "truncated|cannot be read")
+
+
+def test_start_after_end(tmp_path, mp4_with_audio):
+    expect_error(tmp_path, mp4_with_audio, "no video frames at or after", VideoOptions(start=100, **QUIET))
+
+
+def test_bad_options(tmp_path, mp4_with_audio):
+    expect_error(tmp_path, mp4_with_audio, "strength", VideoOptions(strength=2, **QUIET))
+    expect_error(tmp_path, mp4_with_audio, "no CRF", VideoOptions(codec="mpeg4", crf=5, **QUIET))
+
+
+def test_interrupt_leaves_no_file(tmp_path, mp4_with_audio):
+    class Interrupting(FakeColorizer):
+        def predict_ab(self, net_L):
+            if len(self.calls) == 2:
+                raise KeyboardInterrupt
+            return super().predict_ab(net_L)
+
+    dst = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        colorize_video(Interrupting(), mp4_with_audio, dst, VideoOptions(**QUIET))
+    assert leftovers(tmp_path, {"in.mp4"}) == []
+
+
+def test_existing_output_replaced_atomically(tmp_path, mp4_with_audio):
+    dst = tmp_path / "out.mp4"
+    dst.write_bytes(b"old")
+    colorize_video(FakeColorizer(), mp4_with_audio, dst, VideoOptions(**QUIET))
+    assert len(probe(dst)["times"]) == 14
+
+
+# -- CLI, with the tiny real model ----------------------------------------------------------------
+def cli(argv):
+    from runtime.video_cli import main
+
+    return main(["video", *map(str, argv)])
+
+
+def test_cli_end_to_end_with_model(tmp_path, mp4_with_audio, tiny_bundle, capsys):
+    dst = tmp_path / "out.mp4"
+    rc = cli([mp4_with_audio, "-o", dst, "--model", tiny_bundle, "--backend", "cpu", "--no-progress",
+              "--render-size", "64", "--duration", "0.5"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    b = probe(dst)
+    assert len(b["times"]) == 6 and min(b["chroma"]) > 1.0 and b["audio"]
+    assert "6 frames" in err
+
+
+def test_cli_bad_input_one_line(tmp_path, capsys):
+    src = tmp_path / "x.mp4"
+    src.write_bytes(b"\x00" * 1000)
+    rc = cli([src, "-o", tmp_path / "y.mp4", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert err.count("\n") == 1 and err.startswith("colorize-gan video: error:") and "Traceback" not in err
+    assert not (tmp_path / "y.mp4").exists()
+
+
+def test_cli_refuses_to_overwrite(tmp_path, mp4_with_audio, capsys):
+    dst = tmp_path / "out.mp4"
+    dst.write_bytes(b"keep me")
+    assert cli([mp4_with_audio, "-o", dst, "--no-progress"]) == 1
+    assert dst.read_bytes() == b"keep me"
+    assert "exists" in capsys.readouterr().err
