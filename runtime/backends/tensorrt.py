@@ -84,6 +84,9 @@ class TensorRTBackend(Backend):
                 self._load_user_engine(engine_path) if engine_path else self._load_cached_engine(files, log)
             )
             self._setup()
+        except cuda.CudaError as exc:  # e.g. out of device memory: a reason to fall back, like the others
+            self.close()
+            raise BackendUnavailable(str(exc)) from None
         except BaseException:
             self.close()
             raise
