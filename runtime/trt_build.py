@@ -232,7 +232,8 @@ def build_engine(
         Path(timing_cache).parent.mkdir(parents=True, exist_ok=True)
         Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
 
-    engine = trt.Runtime(logger).deserialize_cuda_engine(data)
+    runtime = trt.Runtime(logger)  # kept in a variable: the engine must not outlive its runtime
+    engine = runtime.deserialize_cuda_engine(data)
     if engine is None:
         raise BuildError("the freshly built engine does not deserialize")
     info = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
