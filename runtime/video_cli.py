@@ -65,6 +65,10 @@ def _error(msg: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        import av  # noqa: F401  (PyAV is an optional extra)
+    except ImportError:
+        return _error("video needs PyAV: pip install 'colorize-gan[video]'")
     from .video import VideoError, VideoOptions, colorize_video
 
     opts = VideoOptions(
