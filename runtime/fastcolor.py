@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .color import _f as lab_f
 from .color import grey_to_l, lab_to_rgb, linear_to_srgb, rgb_to_l, srgb_to_linear
 
 _SOURCE = Path(__file__).resolve().parent / "_kernels" / "fastcolor.c"
@@ -35,6 +36,11 @@ void finish_rows(const float *L, int W, const float *ab, int nh, int nw,
                  const int32_t *y0, const int32_t *y1, const float *wy,
                  const int32_t *x0, const int32_t *x1, const float *wx,
                  float sat, const uint8_t *gamma_lut, uint8_t *out_u8, float *out_f32, int row0, int row1);
+void finish_src_rows(const uint8_t *src, int stride, int W, const float *ab, int nh, int nw,
+                     const int32_t *y0, const int32_t *y1, const float *wy,
+                     const int32_t *x0, const int32_t *x1, const float *wx,
+                     float sat, const float *lin, const float *fy_grey, const float *fy_of_y,
+                     const uint8_t *gamma_lut, uint8_t *out, int row0, int row1);
 void rgb8_to_l(const uint8_t *rgb, long n, int stride, const float *lin, float *out);
 void lut8_to_f32(const uint8_t *src, long n, const float *lut, float *out);
 """
@@ -44,6 +50,8 @@ _state: dict[str, Any] = {}
 # Tables shared by both paths (float32, computed once from runtime.color so both agree with it).
 _GREY_L = grey_to_l(np.arange(256, dtype=np.float32) / np.float32(255))
 _LIN8 = srgb_to_linear(np.arange(256, dtype=np.float32) / np.float32(255))
+_FY_GREY = ((_GREY_L + np.float32(16)) / np.float32(116)).astype(np.float32)
+_FY_OF_Y = lab_f(np.arange(65536, dtype=np.float32) / np.float32(65535))
 _GAMMA_U8 = np.round(linear_to_srgb(np.arange(65536, dtype=np.float32) / np.float32(65535)) * 255).astype(np.uint8)
 
 
@@ -204,6 +212,35 @@ def finish(L: np.ndarray, ab_net: np.ndarray, geom: Any, saturation: float = 1.0
     return result
 
 
+def finish_src(src: np.ndarray, ab_net: np.ndarray, geom: Any, saturation: float = 1.0, threads: int | None = None,
+               use_kernel: bool = True) -> np.ndarray:
+    """As ``finish(L, ...)`` with uint8 output, reading 8-bit grey (H, W) or RGB(A) (H, W, 3|4)
+    source pixels directly: no full-resolution float L plane is ever made (the 8-bit fast path)."""
+    if saturation < 0:
+        raise ValueError(f"saturation must be >= 0, got {saturation}")
+    src = np.ascontiguousarray(src, dtype=np.uint8)
+    lib = _load() if use_kernel else None
+    if lib is None:
+        L = grey8_to_l(src, use_kernel=False) if src.ndim == 2 else rgb8_to_l(src, use_kernel=False)
+        return finish(L, ab_net, geom, saturation, out="u8", use_kernel=False)
+    ab = np.ascontiguousarray(ab_net, dtype=np.float32)
+    H, W = src.shape[:2]
+    if (H, W) != (geom.full_h, geom.full_w) or ab.shape != (2, geom.net_h, geom.net_w):
+        raise ValueError(f"shape mismatch: source {src.shape}, ab {ab.shape}, geometry {geom}")
+    stride = 1 if src.ndim == 2 else src.shape[2]
+    y0, y1, wy = upsample_tables(H, geom.h, geom.top, geom.net_h)
+    x0, x1, wx = upsample_tables(W, geom.w, geom.left, geom.net_w)
+    ffi = _state["ffi"]
+    result = np.empty((H, W, 3), np.uint8)
+    args = [_ptr(ffi, "uint8_t *", src), stride, W, _ptr(ffi, "float *", ab), geom.net_h, geom.net_w,
+            *(_ptr(ffi, t, a) for t, a in (("int32_t *", y0), ("int32_t *", y1), ("float *", wy),
+                                           ("int32_t *", x0), ("int32_t *", x1), ("float *", wx))),
+            float(saturation), _ptr(ffi, "float *", _LIN8), _ptr(ffi, "float *", _FY_GREY), _ptr(ffi, "float *", _FY_OF_Y),
+            _ptr(ffi, "uint8_t *", _GAMMA_U8), _ptr(ffi, "uint8_t *", result)]
+    _split_rows(H, _threads(threads), lambda r0, r1: lib.finish_src_rows(*args, int(r0), int(r1)))
+    return result
+
+
 def _finish_numpy(L: np.ndarray, ab: np.ndarray, ys: tuple, xs: tuple, sat: np.float32, out: str,
                   chunk: int = 256) -> np.ndarray:
     """The reference path, in row chunks so temporaries stay small on 24 MP frames."""
@@ -227,4 +264,4 @@ def finish_reference(L: np.ndarray, ab_net: np.ndarray, geom: Any, saturation: f
     return finish(L, ab_net, geom, saturation, out=out, use_kernel=False)
 
 
-__all__ = ["finish", "finish_reference", "grey8_to_l", "rgb8_to_l", "kernel_status", "upsample_tables", "rgb_to_l"]
+__all__ = ["finish", "finish_src", "finish_reference", "grey8_to_l", "rgb8_to_l", "kernel_status", "upsample_tables", "rgb_to_l"]

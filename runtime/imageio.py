@@ -52,9 +52,24 @@ class Decoded:
 
 @dataclass
 class Planes:
-    L: np.ndarray  # float32 (H, W) in [0, 100]
+    """A decoded picture's luminance. 8-bit grey/RGB sources keep their pixels in ``src8`` and make
+    the float L plane only when asked (the colour kernel reads ``src8`` directly)."""
+
+    _L: np.ndarray | None  # float32 (H, W) in [0, 100]
     alpha: Image.Image | None  # mode "L"
     bits: int  # 8 or 16: the precision of the source luminance
+    src8: np.ndarray | None = None  # uint8 (H, W) grey or (H, W, 3|4) RGB(A)
+
+    @property
+    def L(self) -> np.ndarray:
+        if self._L is None:
+            src = self.src8
+            self._L = fastcolor.grey8_to_l(src) if src.ndim == 2 else fastcolor.rgb8_to_l(src)
+        return self._L
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self._L if self._L is not None else self.src8).shape[:2]
 
 
 def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Decoded:
@@ -139,13 +154,13 @@ def split_luminance(im: Image.Image) -> Planes:
     if im.mode == "1":
         im = im.convert("L")
     if im.mode == "L":
-        return Planes(fastcolor.grey8_to_l(np.asarray(im)), alpha, 8)
+        return Planes(None, alpha, 8, np.asarray(im))
     if im.mode not in ("RGB", "RGBA", "RGBX"):
         try:
             im = im.convert("RGB")  # CMYK, YCbCr, HSV, P: Pillow's conversions
         except (ValueError, OSError) as exc:
             raise ImageError(f"unsupported image mode {mode} ({_one_line(exc)})") from None
-    return Planes(fastcolor.rgb8_to_l(np.asarray(im)), alpha, 8)
+    return Planes(None, alpha, 8, np.asarray(im))
 
 
 def merge_planes(rgb: np.ndarray, alpha: Image.Image | None) -> Image.Image:

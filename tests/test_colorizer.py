@@ -100,7 +100,12 @@ def test_pil_modes(colorizer, grey_image, mode):
     if mode in ("L", "RGB", "I;16", "I", "P"):
         # a grey picture in any of these encodings has the same luminance -> the same colours
         ref = np.asarray(colorizer.colorize(base).convert("RGB"), dtype=int)
-        assert np.abs(np.asarray(out.convert("RGB"), dtype=int) - ref).max() <= 2
+        diff = np.abs(np.asarray(out.convert("RGB"), dtype=int) - ref)
+        if mode.startswith("I"):
+            # 16-bit takes the float-L path (network input resized in L, not in 8-bit sRGB values)
+            assert diff.mean() < 0.5 and diff.max() <= 10
+        else:
+            assert diff.max() <= 2
 
 
 def test_colour_input_is_colorized_from_its_luminance(colorizer):

@@ -85,3 +85,17 @@ def test_bad_arguments_raise():
         fastcolor.finish(L[:-1], ab, g)
     with pytest.raises(ValueError):
         fastcolor.finish(L, ab, g, saturation=-0.5)
+
+
+@pytest.mark.parametrize("channels", [0, 3, 4])
+def test_source_kernel_matches_float_path(kernel, channels):
+    """The 8-bit fast path (reads source pixels) equals the float-L path within one level."""
+    rng = np.random.default_rng(4)
+    shape = (211, 333) if channels == 0 else (211, 333, channels)
+    src = rng.integers(0, 256, shape, dtype=np.uint8)
+    g = plan_geometry(211, 333, 16, 64)
+    ab = rng.uniform(-110, 110, (2, g.net_h, g.net_w)).astype(np.float32)
+    fast = fastcolor.finish_src(src, ab, g, 0.8)
+    slow = fastcolor.finish_src(src, ab, g, 0.8, use_kernel=False)
+    diff = np.abs(fast.astype(int) - slow.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01

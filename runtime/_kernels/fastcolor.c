@@ -31,6 +31,26 @@ static inline float srgb_exact(float v) {
     return v <= 0.0031308f ? v * 12.92f : 1.055f * powf(v, 1.0f / 2.4f) - 0.055f;
 }
 
+static inline void lab_to_u8(float fy, float Yl, float a, float b, const uint8_t *gamma_lut, uint8_t *o) {
+    const float X = XN * finv(fy + a * (1.0f / 500.0f)), Z = ZN * finv(fy - b * (1.0f / 200.0f));
+    for (int c = 0; c < 3; c++) {
+        float v = M[3 * c] * X + M[3 * c + 1] * Yl + M[3 * c + 2] * Z;
+        v = v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+        o[c] = gamma_lut[(int)(v * 65535.0f + 0.5f)];
+    }
+}
+
+/* Vertical pass at network width (cheap): the two source rows blended for output row y, times sat. */
+static inline void blend_rows(const float *A, const float *B, int nw, int ya, int yb, float w, float sat,
+                              float *row_a, float *row_b) {
+    const float *a0 = A + (size_t)ya * nw, *a1 = A + (size_t)yb * nw;
+    const float *b0 = B + (size_t)ya * nw, *b1 = B + (size_t)yb * nw;
+    for (int i = 0; i < nw; i++) {
+        row_a[i] = (a0[i] + w * (a1[i] - a0[i])) * sat;
+        row_b[i] = (b0[i] + w * (b1[i] - b0[i])) * sat;
+    }
+}
+
 /* gamma_lut: 65536 uint8 entries, gamma_lut[i] = round(255 * srgb(i / 65535)). */
 void finish_rows(const float *L, int W, const float *ab, int nh, int nw,
                  const int32_t *y0, const int32_t *y1, const float *wy,
@@ -39,36 +59,59 @@ void finish_rows(const float *L, int W, const float *ab, int nh, int nw,
                  int row0, int row1) {
     const float *A = ab, *B = ab + (size_t)nh * nw;
     float *row_a = malloc(sizeof(float) * nw * 2);
-    float *row_b = row_a + nw;
     if (!row_a) return;
+    float *row_b = row_a + nw;
     for (int y = row0; y < row1; y++) {
-        const float fy_w = wy[y];
-        const float *a0 = A + (size_t)y0[y] * nw, *a1 = A + (size_t)y1[y] * nw;
-        const float *b0 = B + (size_t)y0[y] * nw, *b1 = B + (size_t)y1[y] * nw;
-        for (int i = 0; i < nw; i++) {  /* vertical pass at network width: cheap */
-            row_a[i] = (a0[i] + fy_w * (a1[i] - a0[i])) * sat;
-            row_b[i] = (b0[i] + fy_w * (b1[i] - b0[i])) * sat;
-        }
+        blend_rows(A, B, nw, y0[y], y1[y], wy[y], sat, row_a, row_b);
         const float *Lr = L + (size_t)y * W;
         for (int x = 0; x < W; x++) {
             const int i0 = x0[x], i1 = x1[x];
             const float w = wx[x];
             const float a = row_a[i0] + w * (row_a[i1] - row_a[i0]);
             const float b = row_b[i0] + w * (row_b[i1] - row_b[i0]);
-            const float fy = (Lr[x] + 16.0f) / 116.0f;
-            const float X = XN * finv(fy + a / 500.0f), Y = finv(fy), Z = ZN * finv(fy - b / 200.0f);
-            float rgb[3];
-            for (int c = 0; c < 3; c++) rgb[c] = M[3 * c] * X + M[3 * c + 1] * Y + M[3 * c + 2] * Z;
+            const float fy = (Lr[x] + 16.0f) * (1.0f / 116.0f);
             if (out_u8) {
-                uint8_t *o = out_u8 + ((size_t)y * W + x) * 3;
-                for (int c = 0; c < 3; c++) {
-                    float v = rgb[c] < 0.0f ? 0.0f : (rgb[c] > 1.0f ? 1.0f : rgb[c]);
-                    o[c] = gamma_lut[(int)(v * 65535.0f + 0.5f)];
-                }
+                lab_to_u8(fy, finv(fy), a, b, gamma_lut, out_u8 + ((size_t)y * W + x) * 3);
             } else {
+                const float X = XN * finv(fy + a * (1.0f / 500.0f)), Y = finv(fy), Z = ZN * finv(fy - b * (1.0f / 200.0f));
                 float *o = out_f32 + ((size_t)y * W + x) * 3;
-                for (int c = 0; c < 3; c++) o[c] = srgb_exact(rgb[c]);
+                for (int c = 0; c < 3; c++) o[c] = srgb_exact(M[3 * c] * X + M[3 * c + 1] * Y + M[3 * c + 2] * Z);
             }
+        }
+    }
+    free(row_a);
+}
+
+/* As finish_rows with uint8 output, but reading the 8-bit source pixels instead of a float L plane:
+ * stride 1 = grey (fy and Y from 256-entry tables), 3 or 4 = RGB(A) (Y from the linearisation
+ * table, fy from a 65536-entry table indexed by quantised Y). Saves the full-resolution L pass. */
+void finish_src_rows(const uint8_t *src, int stride, int W, const float *ab, int nh, int nw,
+                     const int32_t *y0, const int32_t *y1, const float *wy,
+                     const int32_t *x0, const int32_t *x1, const float *wx,
+                     float sat, const float *lin, const float *fy_grey, const float *fy_of_y,
+                     const uint8_t *gamma_lut, uint8_t *out, int row0, int row1) {
+    const float *A = ab, *B = ab + (size_t)nh * nw;
+    float *row_a = malloc(sizeof(float) * nw * 2);
+    if (!row_a) return;
+    float *row_b = row_a + nw;
+    for (int y = row0; y < row1; y++) {
+        blend_rows(A, B, nw, y0[y], y1[y], wy[y], sat, row_a, row_b);
+        const uint8_t *s = src + (size_t)y * W * stride;
+        uint8_t *o = out + (size_t)y * W * 3;
+        for (int x = 0; x < W; x++, s += stride, o += 3) {
+            const int i0 = x0[x], i1 = x1[x];
+            const float w = wx[x];
+            const float a = row_a[i0] + w * (row_a[i1] - row_a[i0]);
+            const float b = row_b[i0] + w * (row_b[i1] - row_b[i0]);
+            float fy, Yl;
+            if (stride == 1) {
+                fy = fy_grey[s[0]];
+                Yl = lin[s[0]];
+            } else {
+                Yl = 0.212671f * lin[s[0]] + 0.715160f * lin[s[1]] + 0.072169f * lin[s[2]];
+                fy = fy_of_y[(int)((Yl < 1.0f ? Yl : 1.0f) * 65535.0f + 0.5f)];
+            }
+            lab_to_u8(fy, Yl, a, b, gamma_lut, o);
         }
     }
     free(row_a);
