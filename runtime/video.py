@@ -489,6 +489,11 @@ def _iter_video_frames(inp: Any, vs: Any, others: list, src: str):
 
     pending: list = []
     n_packets = 0
+    # Entries of the file's own index (AVI idx1, MP4 sample table), read at open, before demuxing
+    # adds to it. An index that lists every packet we read means the file ends where its writer
+    # ended it, even when a header count or duration says otherwise (opencv-doc's tree.avi declares
+    # 444 frames and indexes, and holds, 68); a truncated file has lost its trailing index.
+    indexed = len(vs.index_entries)
     last_end = None  # seconds at which the last video packet stops
     try:
         for packet in inp.demux(vs, *others):
@@ -510,6 +515,8 @@ def _iter_video_frames(inp: Any, vs: Any, others: list, src: str):
         raise VideoError(f"{src}: cannot decode ({exc.strerror or exc}); the file may be damaged or truncated") from None
     if pending:
         yield None, pending
+    if n_packets > 1 and indexed == n_packets:
+        return
     declared = vs.frames
     if declared and n_packets < declared:
         raise VideoError(f"{src}: truncated: the file declares {declared} video frames but holds only {n_packets}")
