@@ -8,6 +8,7 @@ recorded as such and the next case still runs, so one launch answers every test.
 """
 import json
 import os
+import time
 import traceback
 
 import gi
@@ -97,7 +98,9 @@ def _run_case(case, out_dir):
     cfg.set_core_object_array("drawables", drawables)
     for key, value in case.get("args", {}).items():
         cfg.set_property(key, value)
+    started = time.monotonic()
     res = proc.run(cfg)
+    seconds = time.monotonic() - started
     status = res.index(0)
     error = res.index(1) if res.length() > 1 else None
     after = _snapshot(image, folder, "after")
@@ -105,7 +108,7 @@ def _run_case(case, out_dir):
     Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(merged), None)
     image.delete()
     return {"status": status.value_nick, "error": None if error is None else str(error), "before": before,
-            "after": after}
+            "after": after, "seconds": round(seconds, 2)}
 
 
 def main():
