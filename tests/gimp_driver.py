@@ -69,6 +69,8 @@ def _prepare(case):
         image.insert_layer(layer, None, 0)
         if "name" in extra:
             layer.set_name(extra["name"])
+    if case.get("group"):
+        image.insert_layer(Gimp.GroupLayer.new(image, "Group"), None, 0)
     for index, (x, y) in case.get("offsets", {}).items():
         image.get_layers()[int(index)].set_offsets(x, y)
     sel = case.get("select")

@@ -155,6 +155,7 @@ def main_cases(images: dict, model: str) -> list:
         {"name": "frames", **frames, "args": {**tiny, "frames": True, "temporal-strength": 0.9}},
         {"name": "frames_nostab", **frames, "args": {**tiny, "frames": True, "temporal-strength": 0.0}},
         {"name": "interactive", "input": images["rgb"], "run_mode": "INTERACTIVE", "args": tiny},
+        {"name": "group", "input": images["rgb"], "group": True, "args": tiny},
     ]
     if (DEFAULT_STEM.parent / (DEFAULT_STEM.name + ".json")).is_file():
         cases.append({"name": "default_model", "input": images["rgb"], "args": {"model": ""}})
@@ -354,6 +355,12 @@ def test_worker_failure_is_an_error_and_leaves_image_unchanged(main_run):
     c = case(main_run, "bad_model")
     assert c.status == "execution-error"
     assert "model not found" in c.data["error"]
+    assert_unchanged(c)
+
+
+def test_layer_group_is_refused(main_run):
+    c = case(main_run, "group")
+    assert c.status == "execution-error" and "layer group" in c.data["error"]
     assert_unchanged(c)
 
 
