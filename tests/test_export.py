@@ -92,3 +92,9 @@ def test_export_cli_reports_parity_and_rejects_bad_paths(tiny_checkpoint, tmp_pa
     assert "FP32" in out and "FP16" in out
     assert json.loads((tmp_path / "out" / "m.json").read_text())["provenance"]["weights_dtype"] == "float16"
     assert main([str(tmp_path / "missing"), "-o", str(tmp_path / "o2")]) == 2
+
+
+def test_bundle_is_self_contained(paths):
+    """No external-data side files: a bundle is exactly its four files (and fits the repo budget)."""
+    folder = paths["json"].parent
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in paths.values())

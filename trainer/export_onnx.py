@@ -114,7 +114,7 @@ def export_graph(model, spec: ModelSpec, path: Path) -> str:
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=OPSET, dynamic_shapes=dims,
-                              verbose=False, report=False, **names)
+                              verbose=False, report=False, external_data=False, **names)
             return "dynamo"
         except Exception as exc:  # the dynamo exporter raises many types; the legacy one is the fallback
             print(f"colorize-gan-export: dynamo export failed ({type(exc).__name__}); using the legacy exporter", file=sys.stderr)
@@ -132,7 +132,10 @@ def add_metadata(path: Path, spec: ModelSpec, extra: dict[str, str]) -> None:
     for k, v in props.items():
         model.metadata_props.add(key=k, value=v)
     onnx.checker.check_model(model)
-    onnx.save(model, str(path))  # models here are far below the 2 GB external-data limit
+    onnx.save(model, str(path), save_as_external_data=False)  # far below the 2 GB limit: one self-contained file
+    stale = path.with_name(path.name + ".data")
+    if stale.exists():  # an exporter that wrote external data anyway: the weights are inline now
+        stale.unlink()
 
 
 def synthetic_images(n: int = 3, size: tuple[int, int] = (320, 448)) -> list[np.ndarray]:
