@@ -61,7 +61,7 @@ class TorchCPUBackend(Backend):
     def run(self, L: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(L, dtype=np.float32))
+            x = torch.from_numpy(np.require(L, np.float32, ["C", "W"]))  # torch wants a writable buffer
             return self._model(x).numpy()
 
     def close(self) -> None:
