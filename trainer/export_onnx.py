@@ -34,21 +34,14 @@ MAX_SIDE = 8192
 
 
 def load_checkpoint(path: Path):
-    """A trainer checkpoint dir (spec.json + generator.safetensors) -> (spec, UNetGenerator in eval)."""
-    import torch  # noqa: F401  (fail early with a clear message below if missing)
-    from safetensors.torch import load_file
+    """A trainer checkpoint dir, or a run folder (its latest checkpoint) -> (spec, UNetGenerator in eval)."""
+    from .checkpoint import load_generator, resolve
 
-    from runtime.generator import UNetGenerator
-
-    spec_path, weights_path = path / "spec.json", path / "generator.safetensors"
-    for p in (spec_path, weights_path):
-        if not p.is_file():
-            raise SystemExit(f"colorize-gan-export: {p}: not found (expected a trainer checkpoint directory)")
-    spec = ModelSpec.from_json(spec_path.read_text(encoding="utf-8"))
-    gen = UNetGenerator(spec)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights_path)).items()}
-    gen.load_state_dict(state)
-    return spec, gen.eval()
+    try:
+        gen = load_generator(resolve(path))
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"colorize-gan-export: {exc}") from None
+    return gen.spec, gen
 
 
 def fold_batchnorm(module):
@@ -248,7 +241,7 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="colorize-gan-export", description=__doc__.split("\n\n")[0])
-    ap.add_argument("checkpoint", type=Path, help="trainer checkpoint directory (spec.json + generator.safetensors)")
+    ap.add_argument("checkpoint", type=Path, help="trainer checkpoint directory (spec.json + generator.safetensors) or run folder (uses its latest checkpoint)")
     ap.add_argument("-o", "--output", type=Path, required=True, help="bundle stem, e.g. runtime/models/default")
     ap.add_argument("--parity-images", type=Path, default=None, help="folder of real images for the parity check (default: synthetic)")
     ap.add_argument("--render-size", type=int, default=256, help="longer side the parity check runs the net at")
