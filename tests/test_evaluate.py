@@ -218,3 +218,16 @@ def test_evaluate_with_the_real_colorizer_and_the_tiny_model(photo_dir, tmp_path
         assert rec["model"][key] == pytest.approx(value, rel=1e-5), key
     assert result["summary"]["model"]["cf_pred"] > 1  # the tiny net does colour its input
     assert (out / "contact_sheet.png").stat().st_size > 0
+
+
+def test_holdout_scores_exactly_the_trainers_validation_split(photo_dir, tmp_path, stand_in):
+    from trainer.files import find_images, split
+
+    _, val = split(find_images(photo_dir), 3, None, seed=4)
+    out = tmp_path / "out"
+    assert evaluate.main([str(photo_dir), "--out", str(out), "--holdout", "3", "--seed", "4"]) == 0
+    result = _strict_json(out / "metrics.json")
+    colour = {"a.png", "b.PNG", "sub/c.jpg"}
+    expected = [str(p.relative_to(photo_dir)) for p in val if str(p.relative_to(photo_dir)) in colour]
+    assert [r["path"] for r in result["images"]] == expected
+    assert result["counts"]["scored"] + result["counts"]["skipped_greyscale"] + result["counts"]["unreadable"] == 3

@@ -10,7 +10,6 @@ runtime/color.py, the same module the runtime serves with.
 from __future__ import annotations
 
 import math
-import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,25 +20,9 @@ from PIL import Image, ImageOps
 
 from runtime import color
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+from .files import IMAGE_EXTENSIONS, find_images, split  # noqa: F401  (re-exported)
+
 GREY_CHROMA = 4.0  # mean Lab chroma below which an image counts as greyscale (sepia is ~10-20)
-
-
-def find_images(root: str | Path) -> list[Path]:
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: not a folder")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-
-
-def split(paths: list[Path], val_count: int, train_count: int | None, seed: int) -> tuple[list[Path], list[Path]]:
-    """Shuffle with ``seed`` and take ``val_count`` for validation, then ``train_count`` (None = all the rest)."""
-    order = list(paths)
-    random.Random(seed).shuffle(order)
-    val = sorted(order[:val_count])
-    rest = order[val_count:]
-    train = sorted(rest if train_count is None else rest[:train_count])
-    return train, val
 
 
 def load_rgb(path: Path, long_side: int | None) -> np.ndarray:

@@ -25,9 +25,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from runtime.color import lab_to_rgb, rgb_to_l
 from trainer.contact_sheet import contact_sheet
+from trainer.files import IMAGE_EXTENSIONS, find_images, split
 from trainer.metrics import score_image, summarize
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS
 MAX_SHEET_ROWS = 12
 SHEET_TILE = 192
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
@@ -76,10 +77,6 @@ def evaluate_pairs(
 
 
 # ---- files ---------------------------------------------------------------------------------------
-
-
-def find_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def load_colour(path: Path) -> np.ndarray | None:
@@ -160,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier (default 1.0)")
     p.add_argument("--limit", type=int, default=None, help="score at most K colour images")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: evaluation/<FOLDER name>)")
+    p.add_argument("--holdout", type=int, default=None, metavar="COUNT",
+                   help="score only the validation split colorize-gan-train holds out of FOLDER with --val-count COUNT")
+    p.add_argument("--seed", type=int, default=0, help="the trainer's --seed, with --holdout (default 0)")
     return p
 
 
@@ -178,6 +178,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Evaluate as the command line asks; returns what it wrote to metrics.json."""
     _check_args(args)
     paths = find_images(args.folder)
+    if args.holdout is not None:
+        paths = split(paths, args.holdout, None, args.seed)[1]
     if not paths:
         raise EvalError(f"no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) under {args.folder}")
 
