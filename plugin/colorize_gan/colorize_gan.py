@@ -195,13 +195,14 @@ class ColorizeGan(Gimp.PlugIn):
         )
         proc.set_attribution("colorize-gan", "colorize-gan", "2026")
         rw = GObject.ParamFlags.READWRITE
-        proc.add_int_argument("render-size", "_Render size", "Model resolution in pixels (0 = the model's default)",
+        # Mnemonics avoid the dialog buttons' own (Reset r, Save s, OK o, Cancel c, Help h).
+        proc.add_int_argument("render-size", "Render si_ze", "Model resolution in pixels (0 = the model's default)",
                               0, 4096, 0, rw)
-        proc.add_double_argument("saturation", "_Saturation", "Chroma scale (1 = as predicted, 0 = grey)",
+        proc.add_double_argument("saturation", "Saturatio_n", "Chroma scale (1 = as predicted, 0 = grey)",
                                  0.0, 3.0, 1.0, rw)
         proc.add_choice_argument("backend", "_Backend", "Inference backend (auto = GPU if available, else CPU)",
                                  _choice(("auto", "Auto"), ("gpu", "GPU"), ("cpu", "CPU")), "auto", rw)
-        proc.add_choice_argument("output-mode", "_Output", "Where the colour goes (frames mode always in place)",
+        proc.add_choice_argument("output-mode", "O_utput", "Where the colour goes (frames mode always in place)",
                                  _choice(("new-layer", "New layer above"), ("in-place", "In place")), "new-layer", rw)
         proc.add_boolean_argument("frames", "All layers as _frames",
                                   "Colorize every layer as an animation frame, with temporal stabilization", False, rw)
