@@ -4,8 +4,8 @@
 #   scripts/gimp_console.sh [--timeout SECONDS] [--bind HOST_DIR]... -- COMMAND [ARG]...
 #
 # Native GIMP 3 on PATH (Debian 13+): runs COMMAND directly. Otherwise (Debian 12): runs it in the trixie
-# chroot under `unshare -m`, so the /proc, /sys, /dev, tmpfs /tmp and --bind mounts exist only in a private
-# mount namespace and vanish with the process even if it is killed (nothing to clean up on the host).
+# chroot under `unshare -m`, so the overlay, /proc, /sys, /dev, tmpfs /tmp and --bind mounts exist only in a
+# private mount namespace and vanish with the process even if it is killed (nothing to clean up on the host).
 # Each --bind HOST_DIR appears at the same path inside (the repo, a venv, a test's temp dir), so paths
 # mean the same on both sides. The environment is passed through unchanged.
 # Exit status: COMMAND's, or 124 on timeout (timeout(1)'s convention).
@@ -35,9 +35,22 @@ fi
 [ -f "$ROOT/.colorize-gan-ready" ] || die "no GIMP 3 here: run scripts/setup_gimp.sh first (expected a chroot at $ROOT)"
 [ "$(id -u)" = 0 ] || die "the GIMP 3 chroot needs root (unshare -m + chroot)"
 
+# The cached root is mounted read-only-in-effect: an overlay with a tmpfs upper layer takes every write
+# (mount points for --bind, files GIMP or the worker write outside the binds), so the cache stays as
+# setup_gimp.sh left it and concurrent runs cannot disturb each other.
+RUN="$CACHE/run"
+mkdir -p "$RUN"
 exec unshare -m -- bash -euc '
-    root="$1"; timeout_s="$2"; nbind="$3"; shift 3
+    lower="$1"; run="$2"; timeout_s="$3"; nbind="$4"; shift 4
     mount --make-rprivate /
+    mount -t tmpfs tmpfs "$run"
+    mkdir -p "$run/upper" "$run/work" "$run/root"
+    if mount -t overlay overlay -o "lowerdir=$lower,upperdir=$run/upper,workdir=$run/work" "$run/root" 2>/dev/null; then
+        root="$run/root"
+    else  # some container file systems refuse overlay: use the root itself (mount points then persist)
+        echo "gimp_console: overlay mount unavailable; using $lower directly" >&2
+        root="$lower"
+    fi
     mount -t proc proc "$root/proc"
     mount --rbind /sys "$root/sys"
     mount --rbind /dev "$root/dev"
@@ -48,4 +61,4 @@ exec unshare -m -- bash -euc '
         mount --rbind "$src" "$root$src"
     done
     exec chroot "$root" timeout --kill-after=10 "$timeout_s" "$@"
-' gimp_console "$ROOT" "$TIMEOUT" "${#BINDS[@]}" "${BINDS[@]}" "$@"
+' gimp_console "$ROOT" "$RUN" "$TIMEOUT" "${#BINDS[@]}" "${BINDS[@]}" "$@"

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,10 +92,32 @@ def gimp(tmp_path_factory) -> GimpSession:
         pytest.skip(problem)
     base = tmp_path_factory.mktemp("gimp")
     config = base / "config"
-    installer.install(config, sys.executable)
-    # Paths the chroot must see at the same place: repo, venv, the venv's base Python, all test temp files.
-    binds = {str(ROOT), sys.prefix, os.path.realpath(sys.base_prefix), str(tmp_path_factory.getbasetemp())}
+    python, python_paths = worker_python(base)
+    installer.install(config, python)
+    # Paths the chroot must see at the same place: repo, venv, the worker's base Python, all test temp files.
+    binds = {str(ROOT), sys.prefix, str(tmp_path_factory.getbasetemp()), *python_paths}
     return GimpSession(base, config, sorted(binds))
+
+
+def worker_python(base: Path) -> tuple:
+    """The worker Python to install, and the host paths it needs inside the GIMP chroot (Debian 12)."""
+    prefix = os.path.realpath(sys.base_prefix)
+    if prefix not in ("/", "/usr"):
+        return sys.executable, {prefix}  # pyenv, /opt, /usr/local ...: self-contained, bound whole
+    # A distribution Python: the venv's bin/python links to /usr/bin/python3, which inside the chroot is
+    # GIMP's Python 3.13, and binding all of /usr would hide the chroot's own. So: a venv with a *copied*
+    # interpreter that reads this venv's site-packages, plus the stdlib (and libpython) bound alone.
+    shim = base / "worker-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--copies", str(shim)], check=True)
+    shim_site = Path(sysconfig.get_paths(vars={"base": str(shim), "platbase": str(shim)})["purelib"])
+    shim_site.joinpath("colorize_gan_tests.pth").write_text(
+        f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    paths = {os.path.dirname(os.__file__)}
+    if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        lib = Path(sysconfig.get_config_var("LIBDIR") or "/nonexistent") / (sysconfig.get_config_var("INSTSONAME") or "-")
+        if lib.is_file():
+            paths.add(str(lib))
+    return str(shim / "bin" / "python"), paths
 
 
 # -- test images -----------------------------------------------------------------------------------------
