@@ -19,7 +19,7 @@ GIMP_PKGS=(gimp python3-gi gir1.2-gimp-3.0)
 say() { echo "setup_gimp: $*"; }
 die() { echo "setup_gimp: ERROR: $*" >&2; exit 1; }
 
-[ "$(id -u)" = 0 ] || die "must run as root (apt-get / debootstrap / chroot)"
+need_root() { [ "$(id -u)" = 0 ] || die "must run as root to $1"; }
 [ -r /etc/debian_version ] || die "not a Debian system (/etc/debian_version missing); install GIMP 3 yourself"
 major="$(cut -d. -f1 /etc/debian_version)"
 case "$major" in
@@ -27,12 +27,18 @@ case "$major" in
 esac
 
 if [ "$major" -ge 13 ]; then
-    if command -v gimp-console-3.0 >/dev/null; then
-        say "Debian $major: gimp-console-3.0 already installed ($(command -v gimp-console-3.0)); nothing to do"
+    # All three, not just gimp: without python3-gi and the typelib GIMP silently has no Python plug-ins.
+    missing=()
+    for pkg in "${GIMP_PKGS[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        say "Debian $major: ${GIMP_PKGS[*]} already installed; nothing to do"
     else
-        say "Debian $major: apt-get install ${GIMP_PKGS[*]}"
+        need_root "apt-get install ${missing[*]}"
+        say "Debian $major: apt-get install ${missing[*]}"
         apt-get update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${GIMP_PKGS[@]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
     fi
     gimp-console-3.0 --version || die "gimp-console-3.0 does not run"
     say "ready: native GIMP 3"
@@ -46,6 +52,7 @@ if [ -f "$STAMP" ] && [ -x "$ROOT/usr/bin/gimp-console-3.0" ]; then
     exit 0
 fi
 
+need_root "build the GIMP 3 chroot (debootstrap, chroot)"
 if ! command -v debootstrap >/dev/null; then
     say "installing debootstrap on the host (apt-get install debootstrap)"
     apt-get update

@@ -256,7 +256,8 @@ def test_grey_image_becomes_colour_new_layer_from_default_model(main_run):
     out, before = c.pixels(0), c.pixels(0, "before")
     assert (c.pixels(1) == before).all(), "the source layer is untouched"
     assert chroma(before).max() < 1.0
-    assert chroma(out).mean() > 2.0, f"too little colour: mean chroma {chroma(out).mean():.2f}"
+    # An early checkpoint of the default model gives ~12 here (blue sky, brown ground); grey input gives 0.
+    assert chroma(out).mean() > 4.0, f"too little colour: mean chroma {chroma(out).mean():.2f}"
     assert_luminance_kept(out, before)
 
 
