@@ -14,7 +14,8 @@ ROOT="$CACHE/gimp-trixie"
 STAMP="$ROOT/.colorize-gan-ready"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 # python3-gi + the typelib are what GIMP's Python plug-ins import; gimp pulls gimp-console-3.0.
-GIMP_PKGS=(gimp python3-gi gir1.2-gimp-3.0)
+# xvfb + xdotool let tests/test_gimp.py open the plug-in's dialog on a virtual display and press its buttons.
+GIMP_PKGS=(gimp python3-gi gir1.2-gimp-3.0 xvfb xdotool)
 
 say() { echo "setup_gimp: $*"; }
 die() { echo "setup_gimp: ERROR: $*" >&2; exit 1; }
@@ -27,7 +28,7 @@ case "$major" in
 esac
 
 if [ "$major" -ge 13 ]; then
-    # All three, not just gimp: without python3-gi and the typelib GIMP silently has no Python plug-ins.
+    # All of them, not just gimp: without python3-gi and the typelib GIMP silently has no Python plug-ins.
     missing=()
     for pkg in "${GIMP_PKGS[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -47,8 +48,26 @@ fi
 
 [ "$major" -eq 12 ] || die "Debian $major is not supported (need 12 with a trixie chroot, or 13+)"
 
+in_root() {  # run a command in the chroot with /proc, in a private mount namespace (nothing left mounted)
+    unshare -m -- sh -euc 'root="$1"; shift; mount -t proc proc "$root/proc"; exec chroot "$root" "$@"' sh "$@"
+}
+
 if [ -f "$STAMP" ] && [ -x "$ROOT/usr/bin/gimp-console-3.0" ]; then
-    say "Debian 12: trixie chroot already ready at $ROOT; nothing to do"
+    missing=()
+    for pkg in "${GIMP_PKGS[@]}"; do
+        chroot "$ROOT" dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        say "Debian 12: trixie chroot already ready at $ROOT; nothing to do"
+        exit 0
+    fi
+    # A root built by an older version of this script: add what is missing instead of rebuilding.
+    need_root "install ${missing[*]} into the GIMP 3 chroot"
+    say "Debian 12: adding ${missing[*]} to the trixie chroot at $ROOT"
+    in_root "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get update
+    in_root "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    in_root "$ROOT" apt-get clean
+    say "ready: GIMP 3 in $ROOT"
     exit 0
 fi
 
@@ -77,14 +96,9 @@ if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
     cp /etc/ssl/certs/ca-certificates.crt "$WORK/etc/ssl/certs/ca-certificates.crt"
 fi
 
-say "chroot apt-get install ${GIMP_PKGS[*]} (about 170 MiB download)"
-# /proc is needed by some maintainer scripts; mount it in a private namespace so nothing stays mounted on failure.
-unshare -m -- sh -euc '
-    root="$1"; shift
-    mount -t proc proc "$root/proc"
-    chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get update
-    chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@"
-' sh "$WORK" "${GIMP_PKGS[@]}"
+say "chroot apt-get install ${GIMP_PKGS[*]} (about 180 MiB download)"
+in_root "$WORK" env DEBIAN_FRONTEND=noninteractive apt-get update
+in_root "$WORK" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${GIMP_PKGS[@]}"
 
 [ -x "$WORK/usr/bin/gimp-console-3.0" ] || die "gimp-console-3.0 missing in the chroot after install"
 chroot "$WORK" apt-get clean
