@@ -96,7 +96,7 @@ if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
     cp /etc/ssl/certs/ca-certificates.crt "$WORK/etc/ssl/certs/ca-certificates.crt"
 fi
 
-say "chroot apt-get install ${GIMP_PKGS[*]} (about 180 MiB download)"
+say "chroot apt-get install ${GIMP_PKGS[*]} (about 220 MiB download)"
 in_root "$WORK" env DEBIAN_FRONTEND=noninteractive apt-get update
 in_root "$WORK" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${GIMP_PKGS[@]}"
 
