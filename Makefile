@@ -34,7 +34,7 @@ gimp:
 	scripts/setup_gimp.sh
 
 test: setup-dev gimp
-	$(BIN)/python -m pytest -q -ra
+	COLORIZE_GAN_REQUIRE_GIMP=1 $(BIN)/python -m pytest -q -ra
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -57,7 +57,7 @@ def image_parser() -> argparse.ArgumentParser:
                    help="output format (default: the input's if writable, else png; 16-bit inputs stay 16-bit in png)")
     p.add_argument("--quality", type=_quality, default=92, help="JPEG/WebP quality (default 92)")
     p.add_argument("--render-size", type=_positive_int, default=None,
-                   help="longer side the network sees, in pixels (default 512; smaller = faster, less colour detail)")
+                   help="longer side the network sees, in pixels (default 256; larger = finer colour detail, ~4x slower per doubling)")
     p.add_argument("--saturation", type=_saturation, default=1.0, help="colour strength factor, 0 = grey (default 1.0)")
     p.add_argument("--backend", default="auto", help="auto | cpu | gpu | onnxruntime | torch-cpu | torch-cuda | tensorrt")
     p.add_argument("--model", default=None, help="model bundle (.json/.onnx/stem) or trainer checkpoint dir (default: embedded)")

@@ -27,10 +27,11 @@ from .spec import ModelSpec
 if TYPE_CHECKING:
     from PIL import Image
 
-# Chosen by measurement (docs/benchmarks.md): network time grows ~4x per doubling while the chroma
-# detail a photo needs is low-frequency; 512 keeps the network well under the decode+encode cost
-# of a 12 MP JPEG on 2 cores.
-DEFAULT_RENDER_SIZE = 512
+# Chosen by measurement with the trained default model on its 10 held-out validation photos at full
+# resolution (README, "The default model"): render 256 scored best on PSNR, CIEDE2000 and
+# colourfulness alike (384, 512 and 768 were each worse: the model sees the whole scene at about
+# the scale it was trained on), and its network time is ~1/3 of 512's (docs/benchmarks.md).
+DEFAULT_RENDER_SIZE = 256
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from torch import nn
 from .spec import ModelSpec
 
 
-def _norm(kind: str, channels: int) -> nn.Module:
+def norm_layer(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "instance":
@@ -50,10 +50,10 @@ class GlobalFusion(nn.Module):
         self.features = nn.Sequential(
             nn.LeakyReLU(0.2),
             nn.Conv2d(in_channels, mid, 3, 2, 1, bias=bias),
-            _norm(norm, mid),
+            norm_layer(norm, mid),
             nn.LeakyReLU(0.2),
             nn.Conv2d(mid, mid, 3, 2, 1, bias=bias),
-            _norm(norm, mid),
+            norm_layer(norm, mid),
             nn.LeakyReLU(0.2),
         )
         self.mlp = nn.Sequential(nn.Linear(mid, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU())
@@ -83,7 +83,7 @@ class UNetGenerator(nn.Module):
                     nn.Sequential(
                         nn.LeakyReLU(0.2),
                         nn.Conv2d(w[i - 1], w[i], 4, 2, 1, bias=bias or innermost),
-                        nn.Identity() if innermost else _norm(spec.norm, w[i]),
+                        nn.Identity() if innermost else norm_layer(spec.norm, w[i]),
                     )
                 )
         self.fusion = GlobalFusion(w[spec.fusion_level - 1], w[d - 1], spec.fusion_dim, spec.norm) if spec.fusion else None
@@ -95,22 +95,14 @@ class UNetGenerator(nn.Module):
             if i == 0:
                 self.up.append(nn.Sequential(nn.ReLU(), _upconv(spec.upsample, cin, 2, True), nn.Tanh()))
             else:
-                layers = [nn.ReLU(), _upconv(spec.upsample, cin, w[i - 1], bias), _norm(spec.norm, w[i - 1])]
+                layers = [nn.ReLU(), _upconv(spec.upsample, cin, w[i - 1], bias), norm_layer(spec.norm, w[i - 1])]
                 if i in dropout_levels:
                     layers.append(nn.Dropout(spec.dropout))
                 self.up.append(nn.Sequential(*layers))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """pix2pix init: conv weights N(0, 0.02), norm weights N(1, 0.02), biases 0."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -138,6 +130,72 @@ class LabColorizer(nn.Module):
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
         return self.generator(L / self.l_scale - self.l_shift) * self.ab_scale
+
+
+def init_weights(module: nn.Module) -> None:
+    """pix2pix init: conv/linear weights N(0, 0.02), norm weights N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+# -- inference preparation (shared by the torch-CUDA backend and the FP16 ONNX export) -----------
+
+def fold_batchnorm(module):
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d / ConvTranspose2d in an
+    nn.Sequential into that conv (in place); the BN becomes an Identity. Returns the count folded."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = 0
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(bn, nn.BatchNorm2d) and isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and bn.track_running_stats:
+                seq[i] = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
+                seq[i + 1] = nn.Identity()
+                folded += 1
+    return folded
+
+
+def _fp32_norm_class():
+    class FP32Norm(nn.Module):
+        """Runs a normalization layer in FP32 inside a half-precision network."""
+
+        def __init__(self, norm: nn.Module):
+            super().__init__()
+            self.norm = norm.float()
+
+        def forward(self, x):
+            return self.norm(x.float()).to(x.dtype)
+
+        def _apply(self, fn, recurse=True):
+            # Keep the wrapped norm FP32 through model.half()/.to(dtype); still let .to(device) move it.
+            super()._apply(fn, recurse)
+            self.norm.float()
+            return self
+
+    return FP32Norm
+
+
+def prepare_generator(generator, dtype, channels_last: bool = True):
+    """The UNetGenerator ready for fast inference in ``dtype`` (a torch dtype): eval, BN folded,
+    remaining norms FP32, channels_last. Modifies and returns ``generator``."""
+    generator.eval()
+    fold_batchnorm(generator)
+    FP32Norm = _fp32_norm_class()
+    for seq in [m for m in generator.modules() if isinstance(m, nn.Sequential)]:
+        for i, child in enumerate(seq):
+            if isinstance(child, (nn.InstanceNorm2d, nn.BatchNorm2d, nn.GroupNorm)):
+                seq[i] = FP32Norm(child)
+    generator.to(dtype)
+    if channels_last:
+        generator.to(memory_format=torch.channels_last)
+    return generator
 
 
 def build_generator(spec: ModelSpec) -> UNetGenerator:

@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from runtime.backends.base import BackendUnavailable, ModelFiles  # noqa: E402
-from runtime.backends.torch_cuda import TorchCUDABackend, fold_batchnorm, make_forward, prepare_generator  # noqa: E402
+from runtime.backends.torch_cuda import TorchCUDABackend, make_forward  # noqa: E402
+from runtime.generator import fold_batchnorm, prepare_generator  # noqa: E402
 from runtime.generator import LabColorizer, UNetGenerator  # noqa: E402
 from runtime.spec import ModelSpec  # noqa: E402
 

@@ -160,7 +160,7 @@ def export_fp32_onnx(generator, path: Path) -> str:
     """FP32 ONNX of the served model for ONNX Runtime (the legacy exporter needs no onnx package)."""
     import torch
 
-    from runtime.backends.torch_cuda import fold_batchnorm
+    from runtime.generator import fold_batchnorm
     from runtime.generator import LabColorizer
 
     g = copy.deepcopy(generator).cpu().float().eval()
@@ -317,7 +317,8 @@ def section_benchmark(report: dict, args, generator, dev, t_start: float) -> Non
     import torch
 
     from runtime.backends.base import ModelFiles
-    from runtime.backends.torch_cuda import TorchCUDABackend, _Graph, make_forward, prepare_generator
+    from runtime.backends.torch_cuda import TorchCUDABackend, _Graph, make_forward
+    from runtime.generator import prepare_generator
     from runtime.generator import LabColorizer
 
     cuda_dev = dev.type == "cuda"

@@ -44,36 +44,13 @@ def load_checkpoint(path: Path):
     return gen.spec, gen
 
 
-def fold_batchnorm(module):
-    """Fold every eval-mode BatchNorm that directly follows a (transposed) conv into it, in FP32,
-    so the FP16 graph gets weights that were folded before rounding."""
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    module = copy.deepcopy(module).eval()
-    for seq in module.modules():
-        if not isinstance(seq, nn.Sequential):
-            continue
-        for i in range(len(seq) - 1):
-            conv, bn = seq[i], seq[i + 1]
-            if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
-                seq[i] = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.ConvTranspose2d))
-                seq[i + 1] = nn.Identity()
-    return module
-
-
 def half_module(generator, spec: ModelSpec):
-    """The served network with FP16 weights/compute and FP32 I/O, scaling and normalization."""
+    """The served network with FP16 weights/compute and FP32 I/O, scaling and normalization
+    (BatchNorm folded into the convs in FP32 before rounding; see runtime.generator.prepare_generator)."""
     import torch
     from torch import nn
 
-    class FP32Norm(nn.Module):
-        def __init__(self, norm: nn.Module):
-            super().__init__()
-            self.norm = norm.float()
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.norm(x.float()).to(x.dtype)
+    from runtime.generator import prepare_generator
 
     class HalfLabColorizer(nn.Module):
         def __init__(self, gen: nn.Module):
@@ -84,12 +61,16 @@ def half_module(generator, spec: ModelSpec):
             x = (L / spec.l_scale - spec.l_shift).half()
             return self.generator(x).float() * spec.ab_scale
 
-    gen = fold_batchnorm(generator).half()
-    for parent in gen.modules():
-        for name, child in parent.named_children():
-            if isinstance(child, (nn.InstanceNorm2d, nn.BatchNorm2d)):
-                setattr(parent, name, FP32Norm(child))
+    gen = prepare_generator(copy.deepcopy(generator), torch.float16, channels_last=False)
     return HalfLabColorizer(gen).eval()
+
+
+def _folded(generator):
+    from runtime.generator import fold_batchnorm
+
+    g = copy.deepcopy(generator).eval()
+    fold_batchnorm(g)
+    return g
 
 
 def export_graph(model, spec: ModelSpec, path: Path) -> str:
@@ -204,7 +185,7 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
     paths = bundle_paths(stem)
     served = LabColorizer(gen).eval()
     exporters = {
-        "onnx": export_graph(LabColorizer(fold_batchnorm(gen)).eval(), spec, paths["onnx"]),
+        "onnx": export_graph(LabColorizer(_folded(gen)).eval(), spec, paths["onnx"]),
         "onnx_fp16": export_graph(half_module(gen, spec), spec, paths["onnx_fp16"]),
     }
     for key in ("onnx", "onnx_fp16"):

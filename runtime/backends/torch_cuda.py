@@ -31,64 +31,6 @@ DTYPES = ("float16", "bfloat16")
 MAX_GRAPHS = 6
 
 
-def fold_batchnorm(module):
-    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d / ConvTranspose2d in an
-    nn.Sequential into that conv (in place); the BN becomes an Identity. Returns the count folded."""
-    from torch import nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    folded = 0
-    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
-        for i in range(len(seq) - 1):
-            conv, bn = seq[i], seq[i + 1]
-            if isinstance(bn, nn.BatchNorm2d) and isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and bn.track_running_stats:
-                seq[i] = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
-                seq[i + 1] = nn.Identity()
-                folded += 1
-    return folded
-
-
-def _fp32_norm_class():
-    from torch import nn
-
-    class FP32Norm(nn.Module):
-        """Runs a normalization layer in FP32 inside a half-precision network."""
-
-        def __init__(self, norm: nn.Module):
-            super().__init__()
-            self.norm = norm.float()
-
-        def forward(self, x):
-            return self.norm(x.float()).to(x.dtype)
-
-        def _apply(self, fn, recurse=True):
-            # Keep the wrapped norm FP32 through model.half()/.to(dtype); still let .to(device) move it.
-            super()._apply(fn, recurse)
-            self.norm.float()
-            return self
-
-    return FP32Norm
-
-
-def prepare_generator(generator, dtype, channels_last: bool = True):
-    """The UNetGenerator ready for fast inference in ``dtype`` (a torch dtype): eval, BN folded,
-    remaining norms FP32, channels_last. Modifies and returns ``generator``."""
-    import torch
-    from torch import nn
-
-    generator.eval()
-    fold_batchnorm(generator)
-    FP32Norm = _fp32_norm_class()
-    for seq in [m for m in generator.modules() if isinstance(m, nn.Sequential)]:
-        for i, child in enumerate(seq):
-            if isinstance(child, (nn.InstanceNorm2d, nn.BatchNorm2d, nn.GroupNorm)):
-                seq[i] = FP32Norm(child)
-    generator.to(dtype)
-    if channels_last:
-        generator.to(memory_format=torch.channels_last)
-    return generator
-
-
 def make_forward(generator, spec, dtype, channels_last: bool = True):
     """L (N,1,H,W) float32 in [0, 100] -> ab float32, with scaling in FP32 around the half network."""
     import torch
@@ -180,6 +122,8 @@ class TorchCUDABackend(Backend):
             generator = build_lab_colorizer(files).generator
         # cuDNN autotuning: one slow first call per shape, then the fastest kernels.
         torch.backends.cudnn.benchmark = True
+        from ..generator import prepare_generator
+
         gen = prepare_generator(generator.to(self._device), getattr(torch, dtype))
         self._forward = make_forward(gen, self.spec, getattr(torch, dtype))
         self._generator = gen
