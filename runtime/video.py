@@ -125,6 +125,10 @@ def _open_input(path: str):
     if not container.streams.video:
         container.close()
         raise VideoError(f"{path}: has no video stream")
+    fmt = container.format.name
+    if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg's still-image demuxers read a photo as a 1-frame video
+        container.close()
+        raise VideoError(f"{path}: is a still image, not a video: colorize it with 'colorize-gan {os.path.basename(path)} -o OUTPUT'")
     return container
 
 

@@ -146,6 +146,15 @@ def test_not_a_video(tmp_path):
     expect_error(tmp_path, src, "cannot be read as a video")
 
 
+@pytest.mark.parametrize("name", ["photo.jpg", "photo.png"])
+def test_still_image_is_not_a_video(tmp_path, name):
+    from PIL import Image
+
+    src = tmp_path / name
+    Image.fromarray(np.full((32, 48), 120, np.uint8)).save(src)
+    expect_error(tmp_path, src, "is a still image, not a video")
+
+
 def test_missing_file(tmp_path):
     expect_error(tmp_path, tmp_path / "nope.mp4", "no such file")
 
