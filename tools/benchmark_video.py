@@ -7,7 +7,7 @@ stabilizer on and off, plus where the time goes (network, prepare, finish; the r
 stabilizer, YUV conversion and encode). Speed depends on the machine and on what else runs on it:
 the script prints the CPU count and load so the numbers can be read in context.
 
-    python tools/benchmark_video.py --model runs/default/checkpoints/step_XXXX [--frames 24] [--sizes 854x480,1920x1080]
+    python tools/benchmark_video.py [--model M (default: the embedded model)] [--frames 24] [--sizes 854x480,1920x1080]
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ class Timed:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default=None)
+    ap.add_argument("--model", default=None, help="bundle or trainer checkpoint (default: the embedded model)")
     ap.add_argument("--backend", default="cpu")
     ap.add_argument("--render-size", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)

@@ -26,7 +26,7 @@ Metrics (lower is steadier):
 * **accuracy** (synthetic): PSNR of output vs true sRGB, and mean chroma error |ab_out - ab_true|
   at full resolution; the grey output (ab = 0) is given for scale.
 
-    python tools/measure_flicker.py --model runs/default/checkpoints/step_XXXX [--frames 300] [--json out.json]
+    python tools/measure_flicker.py [--model M (default: the embedded model)] [--frames 300] [--json out.json]
 """
 from __future__ import annotations
 
