@@ -30,7 +30,9 @@ from .color import _f as lab_f
 from .color import grey_to_l, lab_to_rgb, linear_to_srgb, rgb_to_l, srgb_to_linear
 
 _SOURCE = Path(__file__).resolve().parent / "_kernels" / "fastcolor.c"
-_CFLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno"]
+# -fno-trapping-math lets GCC if-convert the clamps/selects of the pixel loop (it vectorises);
+# no -march flags: the .so may sit in a home folder shared by machines (see CLONES in the C file).
+_CFLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math"]
 _CDEF = """
 void finish_rows(const float *L, int W, const float *ab, int nh, int nw,
                  const int32_t *y0, const int32_t *y1, const float *wy,
@@ -180,9 +182,11 @@ def _split_rows(h: int, n: int, fn: Any) -> None:
     if n <= 1 or h < 64:
         fn(0, h)
         return
-    bounds = np.linspace(0, h, n + 1).astype(int)
+    # More chunks than threads (each >= 32 rows): a thread slowed by other load takes fewer chunks.
+    chunks = max(n, min(4 * n, h // 32))
+    bounds = np.linspace(0, h, chunks + 1).astype(int)
     with ThreadPoolExecutor(n) as pool:
-        list(pool.map(lambda i: fn(bounds[i], bounds[i + 1]), range(n)))
+        list(pool.map(lambda i: fn(bounds[i], bounds[i + 1]), range(chunks)))
 
 
 def finish(L: np.ndarray, ab_net: np.ndarray, geom: Any, saturation: float = 1.0, out: str = "u8",

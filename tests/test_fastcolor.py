@@ -99,3 +99,14 @@ def test_source_kernel_matches_float_path(kernel, channels):
     slow = fastcolor.finish_src(src, ab, g, 0.8, use_kernel=False)
     diff = np.abs(fast.astype(int) - slow.astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_kernel_nan_ab_stays_in_table(kernel):
+    """NaN in the network's ab map clamps to 0 in the kernel: never an out-of-range gamma-table read."""
+    L, ab, g = _case((64, 80))
+    ab[0, 3, 4] = np.nan
+    ab[1, 10, :] = np.nan
+    grey = np.full((64, 80), 128, np.uint8)
+    for out in (fastcolor.finish(L, ab, g, out="u8"), fastcolor.finish_src(grey, ab, g),
+                fastcolor.finish_src(np.stack([grey] * 3, -1), ab, g)):
+        assert out.dtype == np.uint8 and out.shape == (64, 80, 3)
