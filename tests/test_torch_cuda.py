@@ -121,3 +121,19 @@ def test_backend_matches_fp32_and_graphs_match_eager(tmp_path):
     finally:
         eager.close()
         graphed.close()
+
+
+def test_cpu_build_detected_without_importing_torch():
+    """check() answers from torch's version.py on a CPU-only build (no multi-second torch import)."""
+    import subprocess
+    import sys
+
+    from runtime.backends.torch_cuda import _torch_is_cpu_build
+
+    assert _torch_is_cpu_build() == (torch.version.cuda is None)
+    code = ("import sys\nfrom runtime.backends.torch_cuda import TorchCUDABackend\n"
+            "try:\n    TorchCUDABackend.check()\nexcept Exception as e:\n    print(e)\n"
+            "print('imported' if 'torch' in sys.modules else 'not imported')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    if torch.version.cuda is None:  # answered by libcudart ("no driver") or by version.py, never by importing torch
+        assert ("CPU-only build" in out or "no NVIDIA driver" in out) and "not imported" in out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections import OrderedDict
 
 import numpy as np
@@ -43,6 +44,18 @@ def make_forward(generator, spec, dtype, channels_last: bool = True):
         return generator(x).float() * ab_scale
 
     return forward
+
+
+def _torch_is_cpu_build() -> bool:
+    """True when torch's generated version.py says ``cuda = None``, read without importing torch."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    try:
+        text = open(os.path.join(list(spec.submodule_search_locations)[0], "version.py"), encoding="utf-8").read()
+    except OSError:
+        return False  # unknown layout: let the import decide
+    return re.search(r"^cuda(: Optional\[str\])? = None$", text, re.M) is not None
 
 
 class _Graph:
@@ -75,10 +88,13 @@ class TorchCUDABackend(Backend):
         for mod in ("torch", "safetensors") if need_safetensors else ("torch",):
             if importlib.util.find_spec(mod) is None:
                 raise BackendUnavailable(f"{mod} is not installed (pip install 'colorize-gan[torch]' with a CUDA build of torch)")
-        # Ask libcudart first: it answers "no driver" in milliseconds, importing torch takes seconds.
+        # Cheap answers first: importing torch takes seconds (per GIMP worker start, per CLI run).
+        # libcudart answers "no driver" in milliseconds; torch's version.py tells a CPU-only build.
         reason = cuda.no_driver_reason()
         if reason:
             raise BackendUnavailable(reason)
+        if _torch_is_cpu_build():
+            raise BackendUnavailable("the installed torch is a CPU-only build (torch.version.cuda is None)")
         import torch
 
         if torch.version.cuda is None:
