@@ -17,32 +17,41 @@ for _ in $(seq 100); do [ -s "$numfile" ] && break; sleep 0.1; done
 export DISPLAY=":$(head -n1 "$numfile")"
 (
     answered=0
+    lastpid=""
+    echo "answered 0 dialogs" > "$DIALOG_LOG"
     for key in $DIALOG_KEYS; do
-        for _ in $(seq 300); do  # up to 60 s for the next dialog to appear
-            # No window manager: find the dialog by title, give it focus ourselves, then type.
+        # Wait (up to 60 s) for a dialog owned by a new plug-in process: window ids are reused by the X
+        # server, so a dialog is told apart from the one answered before by its process id.
+        found="" pid=""
+        for _ in $(seq 300); do
             for w in $(xdotool search --name '^Colorize \(GAN\)$' 2>/dev/null || true); do
-                # Each dialog is answered until its window is gone, so any window found now is a new one
-                # (window ids are not a reliable tell: the X server reuses them for the next client).
-                # A key sent before GTK has realised the dialog is lost: repeat until the window goes away.
-                for _ in $(seq 15); do
-                    sleep 1
-                    xdotool windowfocus --sync "$w" 2>/dev/null && xdotool key "$key" 2>/dev/null || true
-                    sleep 1
-                    if ! xdotool getwindowname "$w" >/dev/null 2>&1; then
-                        answered=$((answered + 1))
-                        break
-                    fi
-                done
-                continue 3
+                p=$(xdotool getwindowpid "$w" 2>/dev/null || true)
+                if [ -n "$p" ] && [ "$p" != "$lastpid" ]; then found=$w pid=$p; break 2; fi
             done
             sleep 0.2
         done
+        [ -n "$found" ] || break
+        sleep 1.5  # a key sent before GTK has realised the dialog is lost
+        gone=""
+        for _ in $(seq 10); do
+            # No window manager: give the dialog focus ourselves, then type; resend only while this
+            # same dialog (same process) is still there.
+            xdotool windowfocus --sync "$found" 2>/dev/null && xdotool key "$key" 2>/dev/null || true
+            for _ in $(seq 30); do
+                [ "$(xdotool getwindowpid "$found" 2>/dev/null || true)" = "$pid" ] || { gone=1; break; }
+                sleep 0.1
+            done
+            [ -n "$gone" ] && break
+        done
+        [ -n "$gone" ] || break
+        lastpid=$pid
+        answered=$((answered + 1))
+        echo "answered $answered dialogs" > "$DIALOG_LOG"  # at once: the answerer may be stopped soon after GIMP exits
     done
-    echo "answered $answered dialogs" > "$DIALOG_LOG"
 ) &
 answerer=$!
 rc=0
 "$@" || rc=$?
 # The answerer notices the last dialog has gone a moment after GIMP has; give it that moment to report.
-for _ in $(seq 50); do kill -0 "$answerer" 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 200); do kill -0 "$answerer" 2>/dev/null || break; sleep 0.1; done
 exit $rc
