@@ -364,7 +364,7 @@ def section_benchmark(report: dict, args, generator, dev, t_start: float) -> Non
                         rows.append({"size": size, "batch": batch, "mode": mode, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"})
                         if cuda_dev:
                             torch.cuda.empty_cache()
-                del graph
+                graph = None  # free the captured graph before the next shape
     finally:
         if backend is not None:
             backend.close()

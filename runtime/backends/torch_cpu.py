@@ -14,7 +14,6 @@ from .base import Backend, BackendUnavailable, ModelFiles
 
 def load_state_dict(path: str) -> dict:
     """safetensors -> float32 state dict (the embedded default stores float16 to save space)."""
-    import torch
     from safetensors.torch import load_file
 
     state = load_file(path, device="cpu")
