@@ -50,9 +50,10 @@ _lock = threading.Lock()
 _state: dict[str, Any] = {}
 
 # Tables shared by both paths (float32, computed once from runtime.color so both agree with it).
-_GREY_L = grey_to_l(np.arange(256, dtype=np.float32) / np.float32(255))
+# Public: the exact L of each 8-bit grey level (video and tools index it directly).
+GREY8_L = grey_to_l(np.arange(256, dtype=np.float32) / np.float32(255))
 _LIN8 = srgb_to_linear(np.arange(256, dtype=np.float32) / np.float32(255))
-_FY_GREY = ((_GREY_L + np.float32(16)) / np.float32(116)).astype(np.float32)
+_FY_GREY = ((GREY8_L + np.float32(16)) / np.float32(116)).astype(np.float32)
 _FY_OF_Y = lab_f(np.arange(65536, dtype=np.float32) / np.float32(65535))
 _GAMMA_U8 = np.round(linear_to_srgb(np.arange(65536, dtype=np.float32) / np.float32(65535)) * 255).astype(np.uint8)
 
@@ -133,10 +134,10 @@ def grey8_to_l(grey: np.ndarray, use_kernel: bool = True) -> np.ndarray:
     grey = np.ascontiguousarray(grey, dtype=np.uint8)
     lib = _load() if use_kernel else None
     if lib is None:
-        return _GREY_L[grey]
+        return GREY8_L[grey]
     ffi = _state["ffi"]
     out = np.empty(grey.shape, np.float32)
-    lib.lut8_to_f32(_ptr(ffi, "uint8_t *", grey), grey.size, _ptr(ffi, "float *", _GREY_L), _ptr(ffi, "float *", out))
+    lib.lut8_to_f32(_ptr(ffi, "uint8_t *", grey), grey.size, _ptr(ffi, "float *", GREY8_L), _ptr(ffi, "float *", out))
     return out
 
 

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .color import grey_to_l
+from . import fastcolor
 from .temporal import TemporalStabilizer
 from .video_io import (  # noqa: F401  (DEFAULT_ASS_HEADER is re-exported for callers of runtime.video)
     DEFAULT_ASS_HEADER,
@@ -41,11 +41,6 @@ from .video_io import (  # noqa: F401  (DEFAULT_ASS_HEADER is re-exported for ca
     _to_seconds,
     _VideoWriter,
 )
-
-# Lab L of every 8-bit grey level: the decoder hands us the luma plane, and a greyscale frame's luma
-# is its grey value, so L is one table lookup per pixel instead of a full sRGB->Lab conversion.
-_L_OF_GREY = grey_to_l(np.arange(256, dtype=np.float32) / 255.0)
-
 
 @dataclass
 class VideoOptions:
@@ -94,7 +89,9 @@ class VideoResult:
 
 
 def _l_from_frame(frame: Any) -> np.ndarray:
-    return _L_OF_GREY[frame.to_ndarray(format="gray")]
+    # The decoder hands us the luma plane, and a greyscale frame's luma is its grey value, so L is one
+    # table lookup per pixel (runtime.fastcolor's 8-bit grey table) instead of an sRGB->Lab conversion.
+    return fastcolor.grey8_to_l(frame.to_ndarray(format="gray"))
 
 
 def colorize_video(

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import measure_flicker as mf  # noqa: E402
 from runtime import temporal  # noqa: E402
 from runtime.temporal import TemporalStabilizer, box_filter  # noqa: E402
-from runtime.video import _L_OF_GREY  # noqa: E402
+from runtime.fastcolor import GREY8_L as _L_OF_GREY  # noqa: E402
 
 
 def box3(ab: np.ndarray) -> np.ndarray:

@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from runtime.color import lab_to_rgb, rgb_to_lab  # noqa: E402
 from runtime.temporal import TemporalStabilizer, box_filter, sample_separable  # noqa: E402
-from runtime.video import _L_OF_GREY  # noqa: E402
+from runtime.fastcolor import GREY8_L as _L_OF_GREY  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 SHOTS = ("beacon-street-sunset.jpg", "kite.jpg")  # both in the held-out validation split (seed 0)

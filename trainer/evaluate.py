@@ -28,7 +28,6 @@ from trainer.contact_sheet import contact_sheet
 from trainer.files import IMAGE_EXTENSIONS, find_images, split
 from trainer.metrics import score_image, summarize
 
-IMAGE_SUFFIXES = IMAGE_EXTENSIONS
 MAX_SHEET_ROWS = 12
 SHEET_TILE = 192
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
@@ -181,7 +180,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.holdout is not None:
         paths = split(paths, args.holdout, None, args.seed)[1]
     if not paths:
-        raise EvalError(f"no images ({', '.join(s[1:] for s in IMAGE_SUFFIXES)}) under {args.folder}")
+        raise EvalError(f"no images ({', '.join(s[1:] for s in IMAGE_EXTENSIONS)}) under {args.folder}")
 
     from tqdm import tqdm
 

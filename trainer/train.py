@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -227,8 +228,6 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint.write_latest(run, path)
         for old in sorted((run / "checkpoints").glob("step_*"))[: -args.keep]:
             if old.name != path.name:
-                import shutil
-
                 shutil.rmtree(old, ignore_errors=True)
 
     def out_of_budget() -> bool:
