@@ -40,6 +40,8 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaPeekAtLastError(void);
 const char* cudaGetErrorName(cudaError_t error);
 const char* cudaGetErrorString(cudaError_t error);
 """
@@ -215,7 +217,16 @@ class CudaRuntime:
 
     def check(self, code: int, call: str, detail: str = "") -> None:
         if code != SUCCESS:
+            # A failed runtime call also leaves its code in the thread's last-error slot; the next library to
+            # ask (torch checks cudaGetLastError after its launches) would report *our* handled failure as its
+            # own: seen on an H100, where a refused cudaMalloc made torch's next .to("cuda") raise "out of memory".
+            # Reset it: the error is reported here, once, as an exception.
+            self.lib.cudaGetLastError()
             raise CudaError(int(code), self.error_name(code), call, detail)
+
+    def last_error(self, clear: bool = False) -> int:
+        """The thread's last-error code (0 = none); ``clear`` resets it as cudaGetLastError does."""
+        return int(self.lib.cudaGetLastError() if clear else self.lib.cudaPeekAtLastError())
 
     def _int_out(self, fn, call: str, *args) -> int:
         box = self.ffi.new("int *")

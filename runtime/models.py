@@ -4,7 +4,8 @@ A bundle is a set of files sharing a stem in one folder (see docs/CONTRACTS.md):
 ``NAME.json`` (spec + provenance), ``NAME.onnx`` (FP32), ``NAME_fp16.onnx`` (FP16-typed, FP32 I/O)
 and ``NAME.safetensors`` (generator weights, for the torch backends; may be stored as float16).
 The embedded default lives in ``runtime/models/default.*``. A trainer checkpoint directory
-(``spec.json`` + ``generator.safetensors``) is accepted too, for the torch backends.
+(``spec.json`` + ``generator.safetensors``, and ``generator_ema.safetensors`` which it prefers) is accepted
+too, for the torch backends.
 
 This module imports nothing heavy: it only reads JSON and checks paths.
 """
@@ -21,6 +22,8 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_STEM = MODELS_DIR / "default"
 BUNDLE_FORMAT = "colorize-gan-bundle"
 BUNDLE_VERSION = 1
+# A trainer checkpoint's weight files, in the order inference prefers them (the EMA copy exists with --ema).
+CHECKPOINT_WEIGHTS = ("generator_ema.safetensors", "generator.safetensors")
 
 
 class ModelError(ValueError):
@@ -85,8 +88,9 @@ def resolve(model: str | Path | None = None) -> ModelFiles:
         return _from_stem(DEFAULT_STEM)
     p = Path(model).expanduser()
     if p.is_dir():
-        spec_json, weights = p / "spec.json", p / "generator.safetensors"
-        if spec_json.is_file() and weights.is_file():
+        spec_json = p / "spec.json"
+        weights = next((p / n for n in CHECKPOINT_WEIGHTS if (p / n).is_file()), None)
+        if spec_json.is_file() and weights is not None:
             spec = _spec_from(read_bundle_json(spec_json), spec_json)
             return ModelFiles(spec=spec, weights=str(weights))
         bundles = sorted(p.glob("*.json"))

@@ -131,3 +131,17 @@ def test_gpu_roundtrip_through_pinned_and_device_memory():
     d.free()  # freeing twice is a no-op, not a CUDA error
     with pytest.raises(cuda.CudaError, match="cudaErrorMemoryAllocation"):
         rt.malloc(1 << 60)
+
+
+@pytest.mark.gpu
+def test_a_handled_failure_does_not_leak_into_the_next_library():
+    """A refused cudaMalloc leaves its code in the thread's last-error slot; torch checks that slot after its own
+    launches and would raise our handled failure as its "out of memory" (seen on an H100 before the binding reset it)."""
+    rt = _gpu_runtime()
+    with pytest.raises(cuda.CudaError, match="cudaErrorMemoryAllocation"):
+        rt.malloc(1 << 60)
+    assert rt.last_error() == cuda.SUCCESS
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        x = torch.ones(1 << 20, device="cuda") * 2  # a launch whose error check reads the last-error slot
+        assert float(x.sum()) == 2 * (1 << 20)

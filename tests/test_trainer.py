@@ -223,3 +223,60 @@ def test_init_starts_a_new_schedule_from_a_checkpoint(tmp_path):
     assert "initialised weights from" in r.stderr
     assert checkpoint.load_spec(second) == checkpoint.load_spec(first)  # model options come from the init checkpoint
     assert json.loads((checkpoint.resolve(second) / "state.json").read_text())["step"] == 1
+
+
+def test_ema_update_follows_the_ramped_decay():
+    from trainer.ema import EMA
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = EMA(net, decay=0.999)
+    start = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    net.train()(torch.randn(8, 3))  # moves BatchNorm's running statistics and its batch counter
+    ema.update(net)
+    d = (1 + 1) / (10 + 1)  # the ramp, not 0.999, on the first update
+    assert ema.current_decay() == pytest.approx(d)
+    now, src = ema.module.state_dict(), net.state_dict()
+    for k, v in now.items():
+        if v.dtype.is_floating_point:
+            torch.testing.assert_close(v, d * start[k] + (1 - d) * src[k])
+        else:
+            assert torch.equal(v, src[k])  # integer buffers are copied
+    assert not any(p.requires_grad for p in ema.module.parameters()) and not ema.module.training
+    ema.updates = 10_000
+    assert ema.current_decay() == 0.999
+    with pytest.raises(ValueError):
+        EMA(net, decay=1.0)
+
+
+def test_train_with_ema_saves_it_and_inference_prefers_it(tmp_path):
+    from runtime.models import resolve as resolve_model
+
+    data = make_images(tmp_path / "imgs", n=8)
+    run = tmp_path / "run"
+    common = ["--data", str(data), "--out", str(run), "--crop-size", "32", "--load-size", "64", "--batch-size", "2",
+              "--depth", "4", "--ngf", "8", "--fusion-level", "2", "--ndf", "8", "--val-count", "2", "--val-size", "64",
+              "--pretrain-epochs", "1", "--epochs", "1", "--ema", "0.99"]
+    r = _train([*common, "--max-steps", "2"])
+    assert r.returncode == 0, r.stderr
+    ckpt = checkpoint.resolve(run)
+    assert json.loads((ckpt / "state.json").read_text())["ema_updates"] == 2
+    trained = checkpoint.load_generator(ckpt, ema=False).state_dict()
+    averaged = checkpoint.load_generator(ckpt).state_dict()
+    assert checkpoint.inference_weights(ckpt).name == "generator_ema.safetensors"
+    assert any(not torch.equal(trained[k], averaged[k]) for k in trained if trained[k].dtype.is_floating_point)
+    assert Path(resolve_model(str(ckpt)).weights).name == "generator_ema.safetensors"  # the runtime's choice too
+    r = _train(["--resume", str(run), "--max-steps", "3"])
+    assert r.returncode == 0, r.stderr
+    resumed = checkpoint.resolve(run)
+    assert json.loads((resumed / "state.json").read_text())["ema_updates"] == 3  # the ramp continues, not restarts
+    # The third update started from the restored average (not from a fresh copy of the weights):
+    # new = d * restored + (1 - d) * weights, with the ramped decay d of update 3.
+    new = checkpoint.load_generator(resumed).state_dict()
+    weights = checkpoint.load_generator(resumed, ema=False).state_dict()
+    d = (1 + 3) / (10 + 3)
+    for k, v in new.items():
+        if v.dtype.is_floating_point:
+            torch.testing.assert_close(v, d * averaged[k] + (1 - d) * weights[k], rtol=1e-5, atol=1e-6)

@@ -3,6 +3,7 @@
 A checkpoint is a directory:
     spec.json                  the ModelSpec (rebuilds the generator without the training script)
     generator.safetensors      unwrapped state dict (no ``module.`` / ``_orig_mod.`` prefixes)
+    generator_ema.safetensors  the weights' moving average (only with ``--ema``); inference prefers it
     discriminator.safetensors
     optimizer.safetensors      every tensor of both optimizers' states and the RNG state
     state.json                 step, epoch, phase, the training arguments, optimizer param groups
@@ -21,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from runtime.generator import UNetGenerator
+from runtime.models import CHECKPOINT_WEIGHTS
 from runtime.spec import ModelSpec
 
 LATEST = "latest"
@@ -64,13 +66,16 @@ def _unflatten_optimizer(prefix: str, tensors: dict[str, torch.Tensor], meta: di
 
 
 def save(path: str | Path, spec: ModelSpec, generator: nn.Module, discriminator: nn.Module | None,
-         opt_g: torch.optim.Optimizer | None, opt_d: torch.optim.Optimizer | None, state: dict[str, Any]) -> Path:
+         opt_g: torch.optim.Optimizer | None, opt_d: torch.optim.Optimizer | None, state: dict[str, Any],
+         ema: nn.Module | None = None) -> Path:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     (tmp / "spec.json").write_text(spec.to_json())
     save_file(_state(generator), str(tmp / "generator.safetensors"), metadata={"spec": spec.to_json()})
+    if ema is not None:
+        save_file(_state(ema), str(tmp / "generator_ema.safetensors"), metadata={"spec": spec.to_json()})
     if discriminator is not None:
         save_file(_state(discriminator), str(tmp / "discriminator.safetensors"))
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
@@ -108,19 +113,33 @@ def load_spec(path: str | Path) -> ModelSpec:
     return ModelSpec.from_json((resolve(path) / "spec.json").read_text())
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> UNetGenerator:
-    """Rebuild the generator from a checkpoint alone (eval mode)."""
+def inference_weights(path: str | Path) -> Path:
+    """The weights to colorize with: the EMA copy when the checkpoint has one, else the trained weights."""
+    path = resolve(path)
+    for name in CHECKPOINT_WEIGHTS:
+        if (path / name).is_file():
+            return path / name
+    raise FileNotFoundError(f"{path}: no {' or '.join(CHECKPOINT_WEIGHTS)}")
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> UNetGenerator:
+    """Rebuild the generator from a checkpoint alone (eval mode); ``ema`` prefers the moving average."""
     path = resolve(path)
     g = UNetGenerator(load_spec(path))
-    g.load_state_dict(load_file(str(path / "generator.safetensors"), device=str(device)))
+    weights = inference_weights(path) if ema else path / "generator.safetensors"
+    g.load_state_dict(load_file(str(weights), device=str(device)))
     return g.to(device).eval()
 
 
 def load_training_state(path: str | Path, generator: nn.Module, discriminator: nn.Module,
-                        opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
-    """Restore weights, optimizers and RNG into already-built objects; return state.json's content."""
+                        opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, device: torch.device,
+                        ema: nn.Module | None = None) -> dict[str, Any]:
+    """Restore weights, optimizers and RNG into already-built objects; return state.json's content.
+    ``ema`` gets the checkpoint's moving average (or, where it has none, the trained weights)."""
     path = resolve(path)
     unwrap(generator).load_state_dict(load_file(str(path / "generator.safetensors"), device=str(device)))
+    if ema is not None:
+        ema.load_state_dict(load_file(str(inference_weights(path)), device=str(device)))
     if (path / "discriminator.safetensors").is_file():
         unwrap(discriminator).load_state_dict(load_file(str(path / "discriminator.safetensors"), device=str(device)))
     state = json.loads((path / "state.json").read_text())

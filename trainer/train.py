@@ -31,6 +31,7 @@ from runtime.spec import ModelSpec
 
 from . import checkpoint
 from .data import CropDataset, find_images, load_validation, pad_to_multiple, split, to_network
+from .ema import EMA
 from .networks import build_discriminator
 from .step import GANStep
 
@@ -76,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--lambda-l1", type=float, default=100.0)
     o.add_argument("--gan-mode", default="vanilla", choices=["vanilla", "lsgan"], help="vanilla = BCE on logits (the paper)")
     o.add_argument("--real-label", type=float, default=1.0, help="target for real patches (<1: one-sided label smoothing)")
+    o.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep a moving average of the generator's weights with this decay (e.g. 0.999) for validation, "
+                        "export and inference; 0 = off (the paper)")
     r = p.add_argument_group("run control")
     r.add_argument("--resume", default=None, help="run folder or checkpoint to continue (same schedule)")
     r.add_argument("--init", default=None, help="start a new schedule from this checkpoint's weights (fine-tuning, e.g. the GAN phase "
@@ -191,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     D = build_discriminator(args.ndf, norm=spec.norm).to(device)
     amp = torch.bfloat16 if device.type == "cuda" else None
     if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     stepper = GANStep(G, D, lambda_l1=args.lambda_l1, gan_mode=args.gan_mode, lr=args.lr, lr_d=args.lr_d,
                       betas=(args.beta1, 0.999), real_label=args.real_label, amp_dtype=amp)
@@ -207,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         state = checkpoint.load_training_state(args.resume, G, D, stepper.opt_g, stepper.opt_d, device)
         torch.manual_seed(args.seed + rank + state["step"])  # fresh augmentation stream, same schedule
         log(f"resumed from {checkpoint.resolve(args.resume)} at step {state['step']} (epoch {state['epoch']})")
+    ema = None
+    if args.ema and is_main:  # every rank holds the same G after a step; only rank 0 validates and saves
+        ema = EMA(G, args.ema, state.get("ema_updates", 0))
+        if args.resume:  # the checkpoint's average (or its weights, where it kept none)
+            ema.module.load_state_dict(checkpoint.load_generator(args.resume, device).state_dict())
     if world > 1:
         stepper.G = torch.nn.parallel.DistributedDataParallel(G, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -223,8 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         if not is_main:
             return
         st = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "args": vars(args),
-              "phase": "pretrain" if epoch < args.pretrain_epochs else "gan"}
-        path = checkpoint.save(run / "checkpoints" / f"step_{step:08d}", spec, G, D, stepper.opt_g, stepper.opt_d, st)
+              "phase": "pretrain" if epoch < args.pretrain_epochs else "gan", "ema_updates": ema.updates if ema else 0}
+        path = checkpoint.save(run / "checkpoints" / f"step_{step:08d}", spec, G, D, stepper.opt_g, stepper.opt_d, st,
+                               ema=ema.module if ema else None)
         checkpoint.write_latest(run, path)
         for old in sorted((run / "checkpoints").glob("step_*"))[: -args.keep]:
             if old.name != path.name:
@@ -255,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             if device.type == "cuda":
                 L, ab = L.contiguous(memory_format=torch.channels_last), ab.contiguous(memory_format=torch.channels_last)
             losses = stepper.step(L, ab, gan)
+            if ema is not None:
+                ema.update(G)
             step, i, n = step + 1, i + 1, n + 1
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -275,9 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         if is_main and epoch == args.pretrain_epochs and args.pretrain_epochs and args.epochs:
             # Keep the L1-only generator: a useful fallback if the GAN phase goes wrong.
             checkpoint.save(run / "checkpoints" / "pretrain_final", spec, G, D, stepper.opt_g, stepper.opt_d,
-                            {"step": step, "epoch": epoch, "step_in_epoch": 0, "args": vars(args), "phase": "pretrain"})
+                            {"step": step, "epoch": epoch, "step_in_epoch": 0, "args": vars(args), "phase": "pretrain",
+                             "ema_updates": ema.updates if ema else 0}, ema=ema.module if ema else None)
         if is_main:
-            metrics = validate(checkpoint.unwrap(G), val_images, device, run / "samples" / f"epoch_{epoch:03d}.png") if val_images else {}
+            metrics = validate(ema.module if ema else checkpoint.unwrap(G), val_images, device, run / "samples" / f"epoch_{epoch:03d}.png") if val_images else {}
             row = {"epoch": epoch, "step": step, "phase": "gan" if gan else "pretrain", "seconds": round(time.monotonic() - t0, 1),
                    "img_per_s": round(n * args.batch_size * world / max(time.monotonic() - t0, 1e-9), 2),
                    **{f"loss_{k}": round(v / max(n, 1), 5) for k, v in sums.items()}, **{f"val_{k}": round(v, 4) for k, v in metrics.items()}}
