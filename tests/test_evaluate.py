@@ -231,3 +231,23 @@ def test_holdout_scores_exactly_the_trainers_validation_split(photo_dir, tmp_pat
     expected = [str(p.relative_to(photo_dir)) for p in val if str(p.relative_to(photo_dir)) in colour]
     assert [r["path"] for r in result["images"]] == expected
     assert result["counts"]["scored"] + result["counts"]["skipped_greyscale"] + result["counts"]["unreadable"] == 3
+
+
+def test_greyscale_rule_is_the_trainers(tmp_path):
+    """The evaluator skips what the trainer skips: mean Lab chroma under 4, so faint toning and JPEG chroma noise on a
+    grey scan count as grey, and a sepia print counts as colour."""
+    from trainer import data, files
+
+    assert data.is_greyscale is files.is_greyscale
+    L = np.linspace(20, 90, 64 * 64, dtype=np.float32).reshape(64, 64)
+
+    def toned(chroma: float) -> np.ndarray:  # a warm tone of the given Lab chroma over the whole image
+        a, b = chroma * 0.5, chroma * np.sqrt(0.75)
+        lab = np.stack([L, np.full_like(L, a), np.full_like(L, b)], -1)
+        return (np.clip(lab_to_rgb(lab), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+    for name, chroma in (("faint.png", 2.0), ("sepia.png", 14.0)):
+        Image.fromarray(toned(chroma)).save(tmp_path / name)
+    assert files.is_greyscale(toned(2.0)) and not files.is_greyscale(toned(14.0))
+    assert evaluate.load_colour(tmp_path / "faint.png") is None
+    assert evaluate.load_colour(tmp_path / "sepia.png") is not None

@@ -20,9 +20,7 @@ from PIL import Image, ImageOps
 
 from runtime import color
 
-from .files import IMAGE_EXTENSIONS, find_images, split  # noqa: F401  (re-exported)
-
-GREY_CHROMA = 4.0  # mean Lab chroma below which an image counts as greyscale (sepia is ~10-20)
+from .files import GREY_CHROMA, IMAGE_EXTENSIONS, find_images, is_greyscale, split  # noqa: F401  (re-exported)
 
 
 def load_rgb(path: Path, long_side: int | None) -> np.ndarray:
@@ -36,12 +34,6 @@ def load_rgb(path: Path, long_side: int | None) -> np.ndarray:
             s = long_side / max(im.size)
             im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.LANCZOS)
         return np.asarray(im, dtype=np.uint8)
-
-
-def is_greyscale(rgb: np.ndarray) -> bool:
-    small = rgb[:: max(1, rgb.shape[0] // 64), :: max(1, rgb.shape[1] // 64)]
-    lab = color.rgb_to_lab(small.astype(np.float32) / 255)
-    return float(np.hypot(lab[..., 1], lab[..., 2]).mean()) < GREY_CHROMA
 
 
 @dataclass

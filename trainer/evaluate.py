@@ -25,14 +25,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from runtime.color import lab_to_rgb, rgb_to_l
 from trainer.contact_sheet import contact_sheet
-from trainer.files import IMAGE_EXTENSIONS, find_images, split
+from trainer.files import IMAGE_EXTENSIONS, find_images, is_greyscale, split
 from trainer.metrics import score_image, summarize
 
 MAX_SHEET_ROWS = 12
 SHEET_TILE = 192
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
-_GREY_SPREAD = 2  # uint8 channel spread tolerated as JPEG noise in a "grey" RGB file
-_GREY_FRACTION = 0.001  # an image is grey when fewer than this fraction of pixels exceed that spread
 
 
 class EvalError(Exception):
@@ -85,8 +83,7 @@ def load_colour(path: Path) -> np.ndarray | None:
         if im.mode in _GREY_MODES:
             return None
         rgb = np.asarray(im.convert("RGB"))
-    spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
-    if np.mean(spread > _GREY_SPREAD) < _GREY_FRACTION:
+    if is_greyscale(rgb):  # the trainer's rule: what it would skip is not scored either
         return None
     return rgb.astype(np.float32) / 255.0
 

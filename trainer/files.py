@@ -1,9 +1,14 @@
-"""Finding image files and the fixed-seed train/validation split (torch-free, so the evaluator
-can pick exactly the images the trainer held out without importing the training stack)."""
+"""Finding image files, the fixed-seed train/validation split and the greyscale test (torch-free, so
+the evaluator picks exactly the images the trainer held out, and skips exactly the ones it would skip,
+without importing the training stack)."""
 from __future__ import annotations
 
 import random
 from pathlib import Path
+
+import numpy as np
+
+from runtime import color
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
 
@@ -24,3 +29,14 @@ def split(paths: list[Path], val_count: int, train_count: int | None, seed: int)
     rest = order[val_count:]
     train = sorted(rest if train_count is None else rest[:train_count])
     return train, val
+
+
+GREY_CHROMA = 4.0  # mean Lab chroma below which an image counts as greyscale (sepia is ~10-20)
+
+
+def is_greyscale(rgb: np.ndarray) -> bool:
+    """True when a uint8 RGB image carries (almost) no colour: mean Lab chroma on a ~64x64 subsample below GREY_CHROMA.
+    Perceptual, so JPEG chroma noise on a grey scan does not count as colour, and sepia or toned prints do."""
+    small = rgb[:: max(1, rgb.shape[0] // 64), :: max(1, rgb.shape[1] // 64)]
+    lab = color.rgb_to_lab(small.astype(np.float32) / 255)
+    return float(np.hypot(lab[..., 1], lab[..., 2]).mean()) < GREY_CHROMA
