@@ -15,7 +15,7 @@
 # Env: DATA (colour photos), OUT (results: generators, logs), RUNS (run folders, default runs/gpu),
 #      PHASE1_MIN, PHASE2_MIN, GAN_RATIO, VARIANTS ("A B"), DEVICE (auto), WORKERS (7), PY (python3), EMA (0.999: the
 #      decay of the generator's weight average that validation and export use; 0 = off),
-#      REPEAT (crops per photo per epoch; default 200 for A, 400 for B: epochs of ~10 s on an H100).
+#      BATCH (64), REPEAT (crops per photo per epoch; default 200 for A, 400 for B: epochs of ~10 s on an H100).
 # Afterwards, on any machine: export with colorize-gan-export, score with colorize-gan-evaluate (README).
 set -u
 DATA=${DATA:?set DATA to a folder of colour photos}
@@ -29,6 +29,7 @@ DEVICE=${DEVICE:-auto}
 WORKERS=${WORKERS:-7}
 PY=${PY:-python3}
 EMA=${EMA:-0.999}
+BATCH=${BATCH:-64}
 LOGS="$RUNS/meta/logs"
 mkdir -p "$OUT" "$LOGS"
 
@@ -40,7 +41,7 @@ variant_args() {
   esac
 }
 
-common="--data $DATA --val-count 10 --seed 0 --batch-size 64 --workers $WORKERS --device $DEVICE --quiet --ckpt-every 1000 --ema $EMA"
+common="--data $DATA --val-count 10 --seed 0 --batch-size $BATCH --workers $WORKERS --device $DEVICE --quiet --ckpt-every 1000 --ema $EMA"
 
 gan_epochs() {  # $1 = phase-1 run folder, $2 = crops per epoch
   $PY - "$1/log.csv" "$2" "$PHASE2_MIN" "$GAN_RATIO" <<'EOF'
@@ -60,7 +61,9 @@ run_variant() {
   echo "[$v] phase 1: L1 pretraining for $PHASE1_MIN min ($args)"
   $PY -m trainer.train $common $args --out "$p1" --pretrain-epochs 10000 --epochs 0 --lr 2e-4 \
       --time-limit "$PHASE1_MIN" >"$LOGS/$v-l1.log" 2>&1 || { echo "[$v] phase 1 failed"; tail -5 "$LOGS/$v-l1.log"; return 1; }
-  local crops=$((90 * repeat)) e
+  local n crops e
+  n=$(sed -n 's/^data: \([0-9]*\) training images.*/\1/p' "$LOGS/$v-l1.log" | head -1)
+  crops=$((${n:-90} * repeat))
   e=$(gan_epochs "$p1" "$crops") || e=4
   echo "[$v] phase 2: GAN, $e epochs of $crops crops, lr 1e-4 decayed to 0, real label 0.9"
   $PY -m trainer.train $common $args --out "$p2" --init "$p1" --pretrain-epochs 0 --epochs "$e" --decay-epochs "$e" \
@@ -69,9 +72,9 @@ run_variant() {
   echo "[$v] done"
 }
 
-pids=()
+pids=() failed=0
 for v in $VARIANTS; do run_variant "$v" & pids+=($!); done
-for p in "${pids[@]}"; do wait "$p"; done
+for p in "${pids[@]}"; do wait "$p" || failed=1; done
 
 # Bring back: each phase's last generator and its average (float32 safetensors, ~15 MB each) and one archive of logs, specs and the last
 # contact sheet of each phase (as JPEG): 5 files in all.
@@ -90,3 +93,4 @@ for v in $VARIANTS; do
 done
 tar -C "$RUNS" -czf "$OUT/meta.tar.gz" meta 2>/dev/null
 ls -la "$OUT"
+exit $failed
