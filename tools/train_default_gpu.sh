@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The default model's training recipe on one GPU, in a fixed time budget (one lease of a lent H100/H200).
+# Retrain the default model's architecture on one GPU in a fixed time budget (one lease of a lent H100/H200). The shipped
+# default came from the CPU recipe in the README; what this script gave is in docs/default-model/gpu_experiments.md.
 #
 # Two candidate recipes train side by side on the one GPU (7 DataLoader workers each), each in two phases:
 #   phase 1  L1-only generator pretraining, constant lr 2e-4, for PHASE1_MIN minutes (stops with a checkpoint);
