@@ -26,6 +26,11 @@ BUNDLE_VERSION = 1
 CHECKPOINT_WEIGHTS = ("generator_ema.safetensors", "generator.safetensors")
 
 
+def checkpoint_weights(folder: Path) -> Path | None:
+    """The weight file inference uses in a trainer checkpoint folder (the first of CHECKPOINT_WEIGHTS there), or None."""
+    return next((folder / name for name in CHECKPOINT_WEIGHTS if (folder / name).is_file()), None)
+
+
 class ModelError(ValueError):
     """A model cannot be found or read; the message is one line naming the path and the reason."""
 
@@ -88,8 +93,7 @@ def resolve(model: str | Path | None = None) -> ModelFiles:
         return _from_stem(DEFAULT_STEM)
     p = Path(model).expanduser()
     if p.is_dir():
-        spec_json = p / "spec.json"
-        weights = next((p / n for n in CHECKPOINT_WEIGHTS if (p / n).is_file()), None)
+        spec_json, weights = p / "spec.json", checkpoint_weights(p)
         if spec_json.is_file() and weights is not None:
             spec = _spec_from(read_bundle_json(spec_json), spec_json)
             return ModelFiles(spec=spec, weights=str(weights))

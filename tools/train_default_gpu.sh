@@ -5,9 +5,10 @@
 # Two candidate recipes train side by side on the one GPU (7 DataLoader workers each), each in two phases:
 #   phase 1  L1-only generator pretraining, constant lr 2e-4, for PHASE1_MIN minutes (stops with a checkpoint);
 #   phase 2  the GAN phase (--init from phase 1): lr 1e-4 decayed linearly to 0 over E epochs, one-sided label
-#            smoothing 0.9. E is sized from phase 1's measured images/s times GAN_RATIO (a GAN step costs ~4-6x an
-#            L1 step: the 70x70 PatchGAN runs 3 forward and 2 backward passes) so that the decay ends inside
-#            PHASE2_MIN minutes; --time-limit still guards it.
+#            smoothing 0.9. E is sized from phase 1's measured images/s times GAN_RATIO so that the decay ends inside
+#            PHASE2_MIN minutes; --time-limit still guards it. In FLOPs a GAN step costs ~4-6x an L1 step (the 70x70
+#            PatchGAN runs 3 forward and 2 backward passes: the default 0.22), but where the data loader is the bound,
+#            as on the H100/H200 runs, the measured ratio was ~0.85 (run 2 used GAN_RATIO=0.7).
 #   A  crop 256 (the runtime's render size) from images loaded at 512, crop area 25-100%
 #   B  crop 128 from images loaded at 512, crop area 6-100% (the first, CPU-trained default's recipe)
 # Batch 64, seed 0, 10 validation photos (--val-count 10 --seed 0: the same split the evaluator's --holdout 10 picks).
@@ -81,7 +82,8 @@ for p in "${pids[@]}"; do wait "$p" || failed=1; done
 # contact sheet of each phase (as JPEG): 5 files in all.
 for v in $VARIANTS; do
   for phase in l1 gan; do
-    ck=$($PY -c "import sys; from trainer.checkpoint import resolve; print(resolve(sys.argv[1]))" "$RUNS/$v-$phase" 2>/dev/null) || continue
+    [ -f "$RUNS/$v-$phase/latest" ] || continue
+    ck="$RUNS/$v-$phase/checkpoints/$(cat "$RUNS/$v-$phase/latest")"  # the run folder's 'latest' names its newest checkpoint
     cp "$ck/generator.safetensors" "$OUT/$v-$phase-generator.safetensors"
     [ -f "$ck/generator_ema.safetensors" ] && cp "$ck/generator_ema.safetensors" "$OUT/$v-$phase-generator_ema.safetensors"
     mkdir -p "$RUNS/meta/$v-$phase"

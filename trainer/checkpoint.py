@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from runtime.generator import UNetGenerator
-from runtime.models import CHECKPOINT_WEIGHTS
+from runtime.models import CHECKPOINT_WEIGHTS, checkpoint_weights
 from runtime.spec import ModelSpec
 
 LATEST = "latest"
@@ -116,9 +116,9 @@ def load_spec(path: str | Path) -> ModelSpec:
 def inference_weights(path: str | Path) -> Path:
     """The weights to colorize with: the EMA copy when the checkpoint has one, else the trained weights."""
     path = resolve(path)
-    for name in CHECKPOINT_WEIGHTS:
-        if (path / name).is_file():
-            return path / name
+    weights = checkpoint_weights(path)
+    if weights is not None:
+        return weights
     raise FileNotFoundError(f"{path}: no {' or '.join(CHECKPOINT_WEIGHTS)}")
 
 

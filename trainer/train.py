@@ -201,22 +201,22 @@ def main(argv: list[str] | None = None) -> int:
                       betas=(args.beta1, 0.999), real_label=args.real_label, amp_dtype=amp)
     state = {"step": 0, "epoch": 0, "step_in_epoch": 0}
     if args.init and not args.resume:
-        init = checkpoint.resolve(args.init)
-        G.load_state_dict(checkpoint.load_generator(init, device).state_dict())
-        if (init / "discriminator.safetensors").is_file() and args.ndf == json.loads((init / "state.json").read_text())["args"].get("ndf"):
-            from safetensors.torch import load_file
+        from safetensors.torch import load_file
 
+        init = checkpoint.resolve(args.init)
+        G.load_state_dict(load_file(str(checkpoint.inference_weights(init)), device=str(device)))
+        if (init / "discriminator.safetensors").is_file() and args.ndf == json.loads((init / "state.json").read_text())["args"].get("ndf"):
             D.load_state_dict(load_file(str(init / "discriminator.safetensors"), device=str(device)))
         log(f"initialised weights from {init}")
-    if args.resume:
-        state = checkpoint.load_training_state(args.resume, G, D, stepper.opt_g, stepper.opt_d, device)
+    # Every rank holds the same G after a step; only rank 0 validates and saves, so only it keeps the average.
+    ema = EMA(G, args.ema) if args.ema and is_main else None
+    if args.resume:  # restores the average too (or, where the checkpoint kept none, starts it from its weights)
+        state = checkpoint.load_training_state(args.resume, G, D, stepper.opt_g, stepper.opt_d, device,
+                                               ema=ema.module if ema else None)
         torch.manual_seed(args.seed + rank + state["step"])  # fresh augmentation stream, same schedule
         log(f"resumed from {checkpoint.resolve(args.resume)} at step {state['step']} (epoch {state['epoch']})")
-    ema = None
-    if args.ema and is_main:  # every rank holds the same G after a step; only rank 0 validates and saves
-        ema = EMA(G, args.ema, state.get("ema_updates", 0))
-        if args.resume:  # the checkpoint's average (or its weights, where it kept none)
-            ema.module.load_state_dict(checkpoint.load_generator(args.resume, device).state_dict())
+        if ema is not None:
+            ema.updates = state.get("ema_updates", 0)
     if world > 1:
         stepper.G = torch.nn.parallel.DistributedDataParallel(G, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -229,13 +229,16 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {len(dataset)} crops per epoch is less than one batch of {args.batch_size} per process")
     started, step = time.monotonic(), state["step"]
 
-    def save(epoch: int, step_in_epoch: int) -> None:
+    def save(epoch: int, step_in_epoch: int, keepsake: str | None = None, phase: str | None = None) -> None:
+        """A step_NNN checkpoint (becomes 'latest'; old ones pruned), or a named ``keepsake`` left alone."""
         if not is_main:
             return
         st = {"step": step, "epoch": epoch, "step_in_epoch": step_in_epoch, "args": vars(args),
-              "phase": "pretrain" if epoch < args.pretrain_epochs else "gan", "ema_updates": ema.updates if ema else 0}
-        path = checkpoint.save(run / "checkpoints" / f"step_{step:08d}", spec, G, D, stepper.opt_g, stepper.opt_d, st,
-                               ema=ema.module if ema else None)
+              "phase": phase or ("pretrain" if epoch < args.pretrain_epochs else "gan"), "ema_updates": ema.updates if ema else 0}
+        path = checkpoint.save(run / "checkpoints" / (keepsake or f"step_{step:08d}"), spec, G, D, stepper.opt_g, stepper.opt_d,
+                               st, ema=ema.module if ema else None)
+        if keepsake:
+            return
         checkpoint.write_latest(run, path)
         for old in sorted((run / "checkpoints").glob("step_*"))[: -args.keep]:
             if old.name != path.name:
@@ -285,11 +288,8 @@ def main(argv: list[str] | None = None) -> int:
             break
         epoch, skip = epoch + 1, 0
         save(epoch, 0)
-        if is_main and epoch == args.pretrain_epochs and args.pretrain_epochs and args.epochs:
-            # Keep the L1-only generator: a useful fallback if the GAN phase goes wrong.
-            checkpoint.save(run / "checkpoints" / "pretrain_final", spec, G, D, stepper.opt_g, stepper.opt_d,
-                            {"step": step, "epoch": epoch, "step_in_epoch": 0, "args": vars(args), "phase": "pretrain",
-                             "ema_updates": ema.updates if ema else 0}, ema=ema.module if ema else None)
+        if epoch == args.pretrain_epochs and args.pretrain_epochs and args.epochs:
+            save(epoch, 0, keepsake="pretrain_final", phase="pretrain")  # the L1-only generator: a fallback if the GAN phase goes wrong
         if is_main:
             metrics = validate(ema.module if ema else checkpoint.unwrap(G), val_images, device, run / "samples" / f"epoch_{epoch:03d}.png") if val_images else {}
             row = {"epoch": epoch, "step": step, "phase": "gan" if gan else "pretrain", "seconds": round(time.monotonic() - t0, 1),
