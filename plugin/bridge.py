@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 PROTOCOL = 1
+PROC_NAME = "python-fu-colorize-gan"  # the plug-in's PDB procedure (the installer looks for it in GIMP's pluginrc)
 CONFIG_NAME = "colorize_gan.json"  # written beside the installed plug-in by plugin/installer.py
 PYTHON_ENV = "COLORIZE_GAN_PYTHON"  # overrides the recorded worker Python (tests, troubleshooting)
 KEEP_TMP_ENV = "COLORIZE_GAN_KEEP_TMP"  # keep the per-call folder for debugging
@@ -83,7 +84,6 @@ class Options:
     saturation: float = 1.0
     output: str = "new-layer"  # new-layer | in-place
     temporal: float = 0.0  # stabilization strength across frames; 0 = off (single images)
-    threads: int = 0  # 0 = the runtime's default
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:

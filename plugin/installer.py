@@ -24,7 +24,7 @@ from pathlib import Path
 from plugin import bridge
 
 NAME = "colorize_gan"  # folder name == file stem, as GIMP 3 requires
-PROC_NAME = "python-fu-colorize-gan"
+PROC_NAME = bridge.PROC_NAME
 _SRC = Path(__file__).resolve().parent
 FILES = {  # installed name -> source
     f"{NAME}.py": _SRC / NAME / f"{NAME}.py",

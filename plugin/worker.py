@@ -73,7 +73,6 @@ def load_colorizer(opts: dict, warnings: list):
     kwargs = dict(
         model=opts.get("model") or None,
         render_size=int(opts.get("render_size") or 0) or None,
-        threads=int(opts.get("threads") or 0) or None,
     )
     backend = opts.get("backend", "auto")
     try:
@@ -89,7 +88,7 @@ def colorize_frames(request: dict, folder: Path, progress) -> dict:
     """Do the work of one request; returns the response's payload."""
     import numpy as np
 
-    from runtime.color import rgb_to_l
+    from runtime.fastcolor import rgb8_to_l
 
     opts = request["options"]
     frames = request["frames"]
@@ -111,14 +110,13 @@ def colorize_frames(request: dict, folder: Path, progress) -> dict:
             if len(raw) != w * h * 4:
                 raise RequestError(f"{entry['pixels']} has {len(raw)} bytes, expected {w * h * 4}")
             rgba = np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 4)
-            L = rgb_to_l(rgba[..., :3].astype(np.float32) / np.float32(255))
+            L = rgb8_to_l(rgba)
             net_L, geom = colorizer.prepare(L)
             ab = colorizer.predict_ab(net_L)[0]
             if stabilizer is not None:
                 ab = stabilizer.update(net_L[0, 0], ab)
-            rgb = colorizer.finish(L, ab, geom, saturation=saturation)
             out = np.empty((h, w, 4), dtype=np.uint8)
-            out[..., :3] = np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)
+            out[..., :3] = colorizer.finish_u8(L, ab, geom, saturation=saturation)
             alpha = rgba[..., 3]
             if new_layer and entry.get("mask"):
                 mask = np.frombuffer((folder / entry["mask"]).read_bytes(), dtype=np.uint8)

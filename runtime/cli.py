@@ -19,6 +19,8 @@ import sys
 import time
 from typing import Any
 
+from .errors import one_line
+
 PROG = "colorize-gan"
 
 
@@ -93,9 +95,7 @@ def run_video(argv: list[str]) -> int:
         return 2
     from . import video_cli
 
-    parser = argparse.ArgumentParser(prog=PROG)
-    video_cli.add_parser(parser.add_subparsers(dest="command"))
-    return int(video_cli.run(parser.parse_args(argv)))
+    return int(video_cli.main(argv))
 
 
 def _versions() -> dict[str, str | None]:
@@ -175,7 +175,7 @@ def run_images(args: argparse.Namespace) -> int:
         try:
             colorizer = _load_colorizer(args)
         except Exception as exc:  # ModelError, BackendUnavailable, ValueError: all one line
-            return _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return _fail(one_line(exc, None))
         if not args.quiet or args.json:
             print(f"{PROG}: backend {colorizer.backend_name} ({colorizer.backend.device}), render size {colorizer.render_size}",
                   file=sys.stderr)

@@ -57,8 +57,12 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 def rgb_to_l(rgb: np.ndarray) -> np.ndarray:
     """Only the L channel of :func:`rgb_to_lab` (cheaper: needs only Y), shape (...)."""
-    lin = srgb_to_linear(rgb)
-    y = lin @ _XYZ_FROM_RGB[1].astype(_F32)
+    return linear_to_l(srgb_to_linear(rgb))
+
+
+def linear_to_l(lin: np.ndarray) -> np.ndarray:
+    """Linear RGB (..., 3) -> L, shape (...): the second half of :func:`rgb_to_l`."""
+    y = np.asarray(lin, dtype=_F32) @ _XYZ_FROM_RGB[1].astype(_F32)
     return (116 * _f(y) - 16).astype(_F32)
 
 

@@ -126,7 +126,7 @@ class Colorizer:
         if (g.h, g.w) != small.shape[:2]:
             small = np.asarray(Image.fromarray(np.ascontiguousarray(small)).resize(
                 (g.w, g.h), Image.Resampling.BILINEAR, reducing_gap=3.0))
-        L = fastcolor.grey8_to_l(small) if small.ndim == 2 else fastcolor.rgb8_to_l(small)
+        L = fastcolor.src8_to_l(small)
         return prepare_l(L, self.spec.size_multiple, size)[0], g
 
     def predict_ab(self, net_L: np.ndarray) -> np.ndarray:
@@ -150,7 +150,7 @@ class Colorizer:
         if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3):
             raise ValueError(f"expected a grey (H, W) or RGB (H, W, 3) array, got shape {a.shape}")
         if a.dtype == np.uint8:
-            L = fastcolor.grey8_to_l(a) if a.ndim == 2 else fastcolor.rgb8_to_l(a)
+            L = fastcolor.src8_to_l(a)
         else:
             scale = 65535.0 if a.dtype == np.uint16 else 1.0
             f = np.clip(a.astype(np.float32) / np.float32(scale), 0, 1)

@@ -21,6 +21,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import one_line
+
 _CDEF = """
 typedef int cudaError_t;
 typedef void* cudaStream_t;
@@ -207,7 +209,7 @@ class CudaRuntime:
         try:
             self.lib = self.ffi.dlopen(path)
         except OSError as exc:
-            raise CudaUnavailable(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
+            raise CudaUnavailable(f"cannot load {path}: {one_line(exc, None)}") from None
         self.path = path
 
     # -- errors ------------------------------------------------------------------------------------

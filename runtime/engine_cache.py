@@ -149,6 +149,19 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def lock_path(engine: Path) -> Path:
+    """The lock that serializes builds of ``engine``: the backend and tools/build_engine.py take the same one."""
+    return Path(engine).with_suffix(".lock")
+
+
+def store(engine: Path, key: EngineKey, data: bytes, extra: dict[str, Any] | None = None) -> None:
+    """Write a freshly built engine and its sidecar; call it holding :func:`lock_path`'s lock. The old sidecar is
+    removed first, so a crash mid-write leaves no trusted pair."""
+    sidecar_path(engine).unlink(missing_ok=True)
+    _atomic_write(Path(engine), data)
+    write_sidecar(engine, key, extra)
+
+
 @contextmanager
 def file_lock(path: str | os.PathLike, timeout: float = 1800.0, poll: float = 0.2) -> Iterator[None]:
     """An exclusive advisory lock on ``path`` across processes (flock on POSIX, msvcrt on Windows).
@@ -219,7 +232,7 @@ def get_or_build(
     fields to the sidecar of a fresh build. Returns (engine, path, built_now).
     """
     path = engine_path_for(key, stem, root)
-    with file_lock(path.with_suffix(".lock")):
+    with file_lock(lock_path(path)):
         # Checked under the lock: another process may have finished this build while we waited.
         reason = _cached_reason(path, key)
         if reason is None:
@@ -230,8 +243,7 @@ def get_or_build(
         log(f"building TensorRT engine {path.name}: {reason}")
         sidecar_path(path).unlink(missing_ok=True)  # invalidate first: a crash mid-build leaves no trusted pair
         data = build()
-        _atomic_write(path, data)
-        write_sidecar(path, key, extra() if extra else None)
+        store(path, key, data, extra() if extra else None)
         engine = load(data)
         if engine is None:
             raise RuntimeError(f"TensorRT could not deserialize the engine it just built ({path})")

@@ -6,7 +6,8 @@ kernel (runtime/_kernels/fastcolor.c) does it in one pass; rows are split across
 releases the GIL during the call).
 
 Build: cffi ABI mode on a shared object compiled on first use with the system C compiler and
-cached outside the repo (``$XDG_CACHE_HOME/colorize-gan/kernels/``, keyed by a hash of the source
+cached outside the repo (``kernels/`` in the per-user cache folder of runtime.engine_cache.cache_dir:
+``$COLORIZE_GAN_CACHE`` or ``$XDG_CACHE_HOME/colorize-gan``; keyed by a hash of the source
 and flags), so installing needs no compiler and no Python headers. No compiler, a failed build or
 ``COLORIZE_GAN_KERNEL=0`` -> the numpy path, which gives the same result within one 8-bit level
 (tests/test_fastcolor.py). ``kernel_status()`` says which is in use and why.
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .color import _f as lab_f
-from .color import grey_to_l, lab_to_rgb, linear_to_srgb, rgb_to_l, srgb_to_linear
+from .color import grey_to_l, lab_to_rgb, linear_to_l, linear_to_srgb, srgb_to_linear
 
 _SOURCE = Path(__file__).resolve().parent / "_kernels" / "fastcolor.c"
 # -fno-trapping-math lets GCC if-convert the clamps/selects of the pixel loop (it vectorises);
@@ -59,8 +60,9 @@ _GAMMA_U8 = np.round(linear_to_srgb(np.arange(65536, dtype=np.float32) / np.floa
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "colorize-gan" / "kernels"
+    from .engine_cache import cache_dir  # the project's one per-user cache folder ($COLORIZE_GAN_CACHE honoured)
+
+    return cache_dir() / "kernels"
 
 
 def _build(target: Path) -> None:
@@ -147,7 +149,7 @@ def rgb8_to_l(rgb: np.ndarray, use_kernel: bool = True, threads: int | None = No
     lib = _load() if use_kernel else None
     if lib is None:
         lin = _LIN8[rgb[..., :3]]
-        return rgb_to_l_from_linear(lin)
+        return linear_to_l(lin)
     ffi = _state["ffi"]
     h, w, stride = rgb.shape
     out = np.empty((h, w), np.float32)
@@ -160,11 +162,9 @@ def rgb8_to_l(rgb: np.ndarray, use_kernel: bool = True, threads: int | None = No
     return out
 
 
-def rgb_to_l_from_linear(lin: np.ndarray) -> np.ndarray:
-    """Linear RGB (..., 3) -> L; the same maths as color.rgb_to_l after its linearisation."""
-    y = lin @ np.array([0.212671, 0.715160, 0.072169], dtype=np.float32)
-    eps = np.float32((6 / 29) ** 3)
-    return np.where(y > eps, 116 * np.cbrt(y) - 16, y * np.float32(116 * 29 * 29 / (3 * 36))).astype(np.float32)
+def src8_to_l(src: np.ndarray, use_kernel: bool = True) -> np.ndarray:
+    """uint8 grey (H, W) or RGB(A) (H, W, 3|4) -> L float32 (H, W): :func:`grey8_to_l` or :func:`rgb8_to_l`."""
+    return grey8_to_l(src, use_kernel) if src.ndim == 2 else rgb8_to_l(src, use_kernel)
 
 
 # -- colour out -----------------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def finish_src(src: np.ndarray, ab_net: np.ndarray, geom: Any, saturation: float
     src = np.ascontiguousarray(src, dtype=np.uint8)
     lib = _load() if use_kernel else None
     if lib is None:
-        L = grey8_to_l(src, use_kernel=False) if src.ndim == 2 else rgb8_to_l(src, use_kernel=False)
+        L = src8_to_l(src, use_kernel=False)
         return finish(L, ab_net, geom, saturation, out="u8", use_kernel=False)
     ab = np.ascontiguousarray(ab_net, dtype=np.float32)
     H, W = src.shape[:2]
@@ -269,4 +269,4 @@ def finish_reference(L: np.ndarray, ab_net: np.ndarray, geom: Any, saturation: f
     return finish(L, ab_net, geom, saturation, out=out, use_kernel=False)
 
 
-__all__ = ["finish", "finish_src", "finish_reference", "grey8_to_l", "rgb8_to_l", "kernel_status", "upsample_tables", "rgb_to_l"]
+__all__ = ["finish", "finish_src", "finish_reference", "grey8_to_l", "rgb8_to_l", "src8_to_l", "kernel_status", "upsample_tables"]

@@ -162,24 +162,21 @@ def fold_batchnorm(module):
     return folded
 
 
-def _fp32_norm_class():
-    class FP32Norm(nn.Module):
-        """Runs a normalization layer in FP32 inside a half-precision network."""
+class FP32Norm(nn.Module):
+    """Runs a normalization layer in FP32 inside a half-precision network."""
 
-        def __init__(self, norm: nn.Module):
-            super().__init__()
-            self.norm = norm.float()
+    def __init__(self, norm: nn.Module):
+        super().__init__()
+        self.norm = norm.float()
 
-        def forward(self, x):
-            return self.norm(x.float()).to(x.dtype)
+    def forward(self, x):
+        return self.norm(x.float()).to(x.dtype)
 
-        def _apply(self, fn, recurse=True):
-            # Keep the wrapped norm FP32 through model.half()/.to(dtype); still let .to(device) move it.
-            super()._apply(fn, recurse)
-            self.norm.float()
-            return self
-
-    return FP32Norm
+    def _apply(self, fn, recurse=True):
+        # Keep the wrapped norm FP32 through model.half()/.to(dtype); still let .to(device) move it.
+        super()._apply(fn, recurse)
+        self.norm.float()
+        return self
 
 
 def prepare_generator(generator, dtype, channels_last: bool = True):
@@ -187,7 +184,6 @@ def prepare_generator(generator, dtype, channels_last: bool = True):
     remaining norms FP32, channels_last. Modifies and returns ``generator``."""
     generator.eval()
     fold_batchnorm(generator)
-    FP32Norm = _fp32_norm_class()
     for seq in [m for m in generator.modules() if isinstance(m, nn.Sequential)]:
         for i, child in enumerate(seq):
             if isinstance(child, (nn.InstanceNorm2d, nn.BatchNorm2d, nn.GroupNorm)):
@@ -198,9 +194,3 @@ def prepare_generator(generator, dtype, channels_last: bool = True):
     return generator
 
 
-def build_generator(spec: ModelSpec) -> UNetGenerator:
-    return UNetGenerator(spec)
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import fastcolor
 from .color import grey_to_l
+from .errors import one_line
 
 DEFAULT_MAX_PIXELS = 150_000_000  # ~1.5 GB of working memory at this size; raise with --max-pixels
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -64,7 +65,7 @@ class Planes:
     def L(self) -> np.ndarray:
         if self._L is None:
             src = self.src8
-            self._L = fastcolor.grey8_to_l(src) if src.ndim == 2 else fastcolor.rgb8_to_l(src)
+            self._L = fastcolor.src8_to_l(src)
         return self._L
 
     @property
@@ -108,7 +109,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
             oriented.load()
             exif = _exif_bytes(oriented)
         except (OSError, ValueError, SyntaxError, struct.error, EOFError) as exc:
-            raise ImageError(f"corrupt or truncated image ({_one_line(exc)})") from None
+            raise ImageError(f"corrupt or truncated image ({one_line(exc)})") from None
         except Image.DecompressionBombError as exc:  # pragma: no cover - guard above fires first
             raise ImageError(str(exc)) from None
         return Decoded(oriented, im.format, icc, exif)
@@ -120,11 +121,6 @@ def _exif_bytes(im: Image.Image) -> bytes | None:
         return exif.tobytes() if len(exif) else None
     except Exception:  # malformed EXIF must not cost the user the picture; it is metadata only
         return None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def _grey16_lut() -> np.ndarray:
@@ -159,7 +155,7 @@ def split_luminance(im: Image.Image) -> Planes:
         try:
             im = im.convert("RGB")  # CMYK, YCbCr, HSV, P: Pillow's conversions
         except (ValueError, OSError) as exc:
-            raise ImageError(f"unsupported image mode {mode} ({_one_line(exc)})") from None
+            raise ImageError(f"unsupported image mode {mode} ({one_line(exc)})") from None
     return Planes(None, alpha, 8, np.asarray(im))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends.base import ModelFiles
+from .errors import one_line
 from .spec import ModelSpec
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -147,7 +148,7 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         return dict(sess.get_modelmeta().custom_metadata_map)
     except Exception as exc:  # ORT raises its own exception types for bad files
-        raise ModelError(f"{path}: cannot read ONNX file ({str(exc).splitlines()[0][:200]})") from None
+        raise ModelError(f"{path}: cannot read ONNX file ({one_line(exc)})") from None
 
 
 def describe(files: ModelFiles) -> dict[str, Any]:

@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .errors import one_line
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     except VideoError as exc:
         return _error(str(exc))
     except (ValueError, RuntimeError, OSError) as exc:  # model / backend problems: ModelError, BackendUnavailable
-        return _error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return _error(one_line(exc, None))
     try:
         result = colorize_video(colorizer, args.input, out, opts)
     except VideoError as exc:

@@ -27,12 +27,16 @@ case "$major" in
     ''|*[!0-9]*) die "cannot read a Debian release number from /etc/debian_version ('$(cat /etc/debian_version)')" ;;
 esac
 
-if [ "$major" -ge 13 ]; then
-    # All of them, not just gimp: without python3-gi and the typelib GIMP silently has no Python plug-ins.
+missing_pkgs() {  # sets missing=(GIMP_PKGS not installed), asking dpkg-query through "$@" (nothing, or chroot ROOT)
     missing=()
     for pkg in "${GIMP_PKGS[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+        "$@" dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
+}
+
+if [ "$major" -ge 13 ]; then
+    # All of them, not just gimp: without python3-gi and the typelib GIMP silently has no Python plug-ins.
+    missing_pkgs
     if [ ${#missing[@]} -eq 0 ]; then
         say "Debian $major: ${GIMP_PKGS[*]} already installed; nothing to do"
     else
@@ -53,10 +57,7 @@ in_root() {  # run a command in the chroot with /proc, in a private mount namesp
 }
 
 if [ -f "$STAMP" ] && [ -x "$ROOT/usr/bin/gimp-console-3.0" ]; then
-    missing=()
-    for pkg in "${GIMP_PKGS[@]}"; do
-        chroot "$ROOT" dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-    done
+    missing_pkgs chroot "$ROOT"
     if [ ${#missing[@]} -eq 0 ]; then
         say "Debian 12: trixie chroot already ready at $ROOT; nothing to do"
         exit 0

@@ -78,7 +78,7 @@ def run_once(c: Colorizer, src: Path, dst: Path, render_size: int) -> dict[str, 
     write_image(dst, rgb, planes.alpha, 92, dec.icc, dec.exif)
     t5 = time.perf_counter()
     src8 = planes.src8
-    L = fastcolor.grey8_to_l(src8, use_kernel=False) if src8.ndim == 2 else fastcolor.rgb8_to_l(src8, use_kernel=False)
+    L = fastcolor.src8_to_l(src8, use_kernel=False)
     c.prepare(L, render_size)
     s1 = time.perf_counter()
     fastcolor.finish_reference(L, ab, geom, out="u8")

@@ -108,7 +108,7 @@ def default_timing_cache(gpu_capability: str, trt_version: str) -> Path:
 def build(plan: BuildPlan, log=print) -> Path:
     """Build and write the engine + sidecar; returns the engine path. Needs TensorRT and a GPU."""
     from runtime import cuda
-    from runtime.engine_cache import _atomic_write, engine_path_for, file_lock, write_sidecar
+    from runtime.engine_cache import engine_path_for, file_lock, lock_path, store
     from runtime.trt_build import build_engine, current_key, import_tensorrt
 
     trt = import_tensorrt()
@@ -122,10 +122,9 @@ def build(plan: BuildPlan, log=print) -> Path:
     timing = plan.timing_cache
     if timing == Path("auto"):
         timing = default_timing_cache(key.compute_capability, key.tensorrt_version)
-    with file_lock(Path(str(out) + ".lock")):
+    with file_lock(lock_path(out)):  # the lock the backend takes for the same engine
         result = build_engine(plan.onnx, plan.spec, plan.profile, plan.precision, plan.workspace_bytes, timing, log=log)
-        _atomic_write(Path(out), result.engine)
-        write_sidecar(out, key, result.report)
+        store(Path(out), key, result.engine, result.report)
     log(f"wrote {out} ({len(result.engine) / 2**20:.1f} MiB) for {key.gpu_name} (sm {key.compute_capability}), "
         f"TensorRT {key.tensorrt_version}, profile min {format_shape(plan.profile.min)} opt {format_shape(plan.profile.opt)} "
         f"max {format_shape(plan.profile.max)}, precision check {result.report['precision_check']['engine']}")

@@ -68,12 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = st.update(L, out)
             hists.append(mf.rgb_histograms(c.finish_u8(_L_OF_GREY[grey8], out, geom)))
             fine.append(float(np.abs(out - box3(out)).mean()))
-        per_d = []
-        for d in mf.DILATIONS:
-            per_d.append(float(np.mean([
-                np.mean([mf.js_divergence(hists[t][k], hists[t + d][k]) for k in range(3)])
-                for t in range(len(hists) - d) if not any(t < k <= t + d for k in cuts)])))
-        return per_d, float(np.mean(fine))
+        return mf.cdc_per_dilation(hists, cuts), float(np.mean(fine))
 
     rows = [("per-frame", run())]
     for m in (float(x) for x in args.mix.split(",") if x):

@@ -72,8 +72,8 @@ def rgb_histograms(rgb8: np.ndarray) -> np.ndarray:
     return np.stack([np.bincount(rgb8[..., c].ravel(), minlength=256) / n for c in range(3)])
 
 
-def cdc(hists: list[np.ndarray], cuts: set[int] = frozenset()) -> float:
-    """TCVC's CDC over a list of per-frame (3, 256) histograms; pairs spanning a cut are skipped."""
+def cdc_per_dilation(hists: list[np.ndarray], cuts: set[int] = frozenset()) -> list[float]:
+    """TCVC's colour-distribution consistency at each of DILATIONS; pairs spanning a cut are skipped."""
     per_d = []
     for d in DILATIONS:
         vals = [
@@ -81,8 +81,13 @@ def cdc(hists: list[np.ndarray], cuts: set[int] = frozenset()) -> float:
             for t in range(len(hists) - d)
             if not any(t < k <= t + d for k in cuts)
         ]
-        per_d.append(np.mean(vals) if vals else math.nan)
-    return float(np.mean(per_d))
+        per_d.append(float(np.mean(vals)) if vals else math.nan)
+    return per_d
+
+
+def cdc(hists: list[np.ndarray], cuts: set[int] = frozenset()) -> float:
+    """TCVC's CDC over a list of per-frame (3, 256) histograms: the mean over the dilations."""
+    return float(np.mean(cdc_per_dilation(hists, cuts)))
 
 
 @dataclass

@@ -8,7 +8,7 @@ of a colorizer is often worse than grey, so no single number is the verdict). Gr
 skipped and counted. Writes ``OUT/metrics.json`` (settings, model, summary, per image; non-finite
 numbers such as the PSNR of identical images are written as null) and ``OUT/contact_sheet.png``.
 
-``evaluate_pairs`` is the same scoring for arrays already in memory (the training loop's validation).
+``evaluate_pairs`` is the same scoring for arrays already in memory (e.g. from a notebook).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from runtime.color import lab_to_rgb, rgb_to_l
-from trainer.contact_sheet import contact_sheet
+from trainer.contact_sheet import contact_sheet, to_pil
 from trainer.files import IMAGE_EXTENSIONS, find_images, is_greyscale, split
 from trainer.metrics import score_image, summarize
 
@@ -48,9 +48,11 @@ def grey_baseline(truth: np.ndarray) -> np.ndarray:
     return np.repeat(rgb.mean(axis=-1, keepdims=True), 3, axis=-1)
 
 
-def score_with_baseline(pred: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, float]]:
-    """``{"model": scores of pred, "grey": scores of the grey baseline}``, both against ``truth``."""
-    return {"model": dict(score_image(pred, truth)), "grey": dict(score_image(grey_baseline(truth), truth))}
+def score_with_baseline(pred: np.ndarray, truth: np.ndarray, grey: np.ndarray | None = None) -> dict[str, dict[str, float]]:
+    """``{"model": scores of pred, "grey": scores of the grey baseline}``, both against ``truth``
+    (pass ``grey`` where :func:`grey_baseline` of ``truth`` was already made)."""
+    grey = grey_baseline(truth) if grey is None else grey
+    return {"model": dict(score_image(pred, truth)), "grey": dict(score_image(grey, truth))}
 
 
 def summarize_records(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -99,7 +101,7 @@ class _SheetSampler:
             return
         thumbs = []
         for arr in images:
-            im = Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8))
+            im = to_pil(arr)
             im.thumbnail((2 * self.tile, self.tile), Image.Resampling.LANCZOS)
             thumbs.append(im)
         self.kept.append((index, tuple(thumbs), caption))
@@ -207,7 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if pred.shape != truth.shape:
                 raise RuntimeError(f"{path}: colorizer returned shape {pred.shape} for an image of shape {truth.shape}")
             rel = path.relative_to(args.folder).as_posix()
-            rec = {"path": rel, "width": truth.shape[1], "height": truth.shape[0], **score_with_baseline(pred, truth)}
+            rec = {"path": rel, "width": truth.shape[1], "height": truth.shape[0], **score_with_baseline(pred, truth, grey)}
             records.append(rec)
             sampler.offer(len(records) - 1, (grey, pred, truth), f"{rel}  PSNR {rec['model']['psnr']:.1f} dB")
     finally:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import hashlib
 import json
 import sys
 import warnings
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.engine_cache import sha256_file
 from runtime.models import BUNDLE_FORMAT, BUNDLE_VERSION, bundle_paths, bundle_stem
 from runtime.spec import ModelSpec
 
@@ -167,10 +167,6 @@ def parity(served, spec: ModelSpec, onnx_paths: dict[str, Path], images: list[np
     return worst
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None, weights_dtype: str = "float16",
                   render_size: int = 256) -> dict[str, float]:
     """Write the bundle for ``checkpoint`` at stem ``out``; returns the parity figures."""
@@ -179,6 +175,12 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
 
     from runtime.generator import LabColorizer
 
+    from .checkpoint import inference_weights, resolve
+
+    try:
+        checkpoint = resolve(checkpoint)  # a run folder -> its latest checkpoint, for the weights and the provenance alike
+    except FileNotFoundError as exc:
+        raise SystemExit(f"colorize-gan-export: {exc}") from None
     spec, gen = load_checkpoint(checkpoint)
     stem = bundle_stem(out)
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -199,6 +201,7 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
     worst = parity(served, spec, {k: paths[k] for k in ("onnx", "onnx_fp16")}, images, render_size)
     provenance = {
         "checkpoint": str(checkpoint.resolve()),
+        "checkpoint_weights": inference_weights(checkpoint).name,
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "opset": OPSET,
@@ -206,7 +209,7 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
         "weights_dtype": weights_dtype,
         "parity_max_abs_ab": worst,
         "parity_images": str(parity_images) if parity_images else "synthetic",
-        "sha256": {k: sha256(paths[k]) for k in ("onnx", "onnx_fp16", "weights")},
+        "sha256": {k: sha256_file(paths[k]) for k in ("onnx", "onnx_fp16", "weights")},
     }
     state_json = checkpoint / "state.json"
     if state_json.is_file():

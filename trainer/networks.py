@@ -1,5 +1,5 @@
 """The discriminator and the GAN loss (the generator lives in runtime/generator.py, which the
-runtime's torch backends share; it is re-exported here for the trainer's convenience).
+runtime's torch backends share).
 
 PatchGAN (pix2pix, "70x70"): three 4x4 stride-2 conv blocks, one stride-1 block and a 1-channel
 stride-1 conv; no norm on the first block and no activation at the end. It judges the (L, ab)
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from runtime.generator import LabColorizer, UNetGenerator, build_generator, init_weights, norm_layer  # noqa: F401  (re-exported)
+from runtime.generator import init_weights, norm_layer
 
 
 class PatchDiscriminator(nn.Module):

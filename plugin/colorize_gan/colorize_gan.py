@@ -26,7 +26,7 @@ except ImportError:  # a plain checkout: plugin/colorize_gan/colorize_gan.py nex
     sys.path.insert(0, os.path.dirname(_HERE))
     import bridge  # noqa: E402
 
-PROC_NAME = "python-fu-colorize-gan"
+PROC_NAME = bridge.PROC_NAME
 RGBA = "R'G'B'A u8"  # non-linear sRGB bytes: what the model was trained on
 MASK = "Y u8"  # the selection is a linear coverage mask
 
@@ -86,7 +86,7 @@ def _targets(image, drawables, frames):
     if not layers:
         raise bridge.BridgeError("no layer selected")
     for layer in layers:
-        if not isinstance(layer, Gimp.Layer) or isinstance(layer, Gimp.LayerMask):
+        if not isinstance(layer, Gimp.Layer):  # channels and layer masks (a GimpChannel kind) are not layers
             raise bridge.BridgeError(f"'{layer.get_name()}' is not a layer: select layers, not channels or masks")
         if layer.is_group():
             raise bridge.BridgeError(f"'{layer.get_name()}' is a layer group: select the layers inside it")
@@ -148,6 +148,7 @@ def _apply(image, jobs, outputs, options):
 
 
 def run(procedure, run_mode, image, drawables, config, _data):
+    Gegl.init(None)  # here, not in do_create_procedure: GIMP also creates procedures when it queries plug-ins at start-up
     if run_mode == Gimp.RunMode.INTERACTIVE and _have_display() and not _show_dialog(procedure, config):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     frames = bool(config.get_property("frames"))
@@ -181,7 +182,6 @@ class ColorizeGan(Gimp.PlugIn):
         return [PROC_NAME]
 
     def do_create_procedure(self, name):
-        Gegl.init(None)
         proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
         proc.set_image_types("RGB*, GRAY*")
         proc.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE | Gimp.ProcedureSensitivityMask.DRAWABLES)

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from ..errors import one_line
 from .base import Backend, BackendUnavailable, ModelFiles
 
 
@@ -47,7 +48,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             self._session = ort.InferenceSession(files.onnx, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT's own exception types (InvalidProtobuf, Fail, ...)
-            raise BackendUnavailable(f"cannot load {files.onnx}: {str(exc).splitlines()[0][:200]}") from None
+            raise BackendUnavailable(f"cannot load {files.onnx}: {one_line(exc)}") from None
         self._in = files.spec.input_name
         self._out = files.spec.output_name
 

@@ -9,6 +9,7 @@ import importlib.util
 
 import numpy as np
 
+from ..errors import one_line
 from .base import Backend, BackendUnavailable, ModelFiles
 
 
@@ -28,7 +29,7 @@ def build_lab_colorizer(files: ModelFiles):
     try:
         missing, unexpected = gen.load_state_dict(load_state_dict(files.weights), strict=False)
     except (RuntimeError, OSError, ValueError) as exc:  # shape mismatch or unreadable file
-        raise BackendUnavailable(f"cannot load {files.weights}: {str(exc).splitlines()[0][:200]}") from None
+        raise BackendUnavailable(f"cannot load {files.weights}: {one_line(exc)}") from None
     # BatchNorm's num_batches_tracked is not needed in eval; anything else missing is a real mismatch.
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
