@@ -118,18 +118,37 @@ class UNetGenerator(nn.Module):
         return x
 
 
-class LabColorizer(nn.Module):
-    """The served model: L in [0, 100] -> ab in Lab units. Scaling lives inside, so exported graphs
-    (ONNX, TensorRT) take and give plain Lab and cannot be fed the wrong range."""
+def build_generator(spec: ModelSpec) -> nn.Module:
+    """The generator ``spec`` describes (randomly initialised): UNetGenerator or EffNetUNet."""
+    if spec.encoder == "unet":
+        if spec.hints:
+            raise ValueError("hint inputs need the efficientnet-lite0 encoder")
+        return UNetGenerator(spec)
+    from .effnet_unet import EffNetUNet
 
-    def __init__(self, generator: UNetGenerator):
+    return EffNetUNet(spec)
+
+
+class LabColorizer(nn.Module):
+    """The served model: L in [0, 100] (+ hints [a, b, mask] in Lab units) -> ab in Lab units.
+    Scaling lives inside, so exported graphs (ONNX, TensorRT) take and give plain Lab and cannot be
+    fed the wrong range. Without hints (or for a hint-less model) it is ``L -> ab``."""
+
+    def __init__(self, generator: nn.Module):
         super().__init__()
         self.generator = generator
         s = generator.spec
+        self.hints = bool(s.hints)
         self.l_scale, self.l_shift, self.ab_scale = float(s.l_scale), float(s.l_shift), float(s.ab_scale)
+        self.ab_out = float(s.ab_scale) * float(s.ab_gain)  # the served chroma gain (spec.ab_gain) rides on the output scale
 
-    def forward(self, L: torch.Tensor) -> torch.Tensor:
-        return self.generator(L / self.l_scale - self.l_shift) * self.ab_scale
+    def forward(self, L: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        x = L / self.l_scale - self.l_shift
+        if not self.hints:
+            return self.generator(x) * self.ab_out
+        if hints is not None:
+            hints = torch.cat([hints[:, :2] / self.ab_scale, hints[:, 2:3]], 1)
+        return self.generator(x, hints) * self.ab_out
 
 
 def init_weights(module: nn.Module) -> None:
@@ -148,10 +167,19 @@ def init_weights(module: nn.Module) -> None:
 
 def fold_batchnorm(module):
     """Fold every eval-mode BatchNorm2d that directly follows a Conv2d / ConvTranspose2d in an
-    nn.Sequential into that conv (in place); the BN becomes an Identity. Returns the count folded."""
+    nn.Sequential, or that a module names in its ``BN_PAIRS`` ((conv attribute, BN attribute), as
+    runtime/efficientnet.py does), into that conv (in place); the BN becomes an Identity.
+    Returns the count folded."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     folded = 0
+    for m in list(module.modules()):
+        for conv_name, bn_name in getattr(m, "BN_PAIRS", ()):
+            conv, bn = getattr(m, conv_name, None), getattr(m, bn_name, None)
+            if isinstance(bn, nn.BatchNorm2d) and isinstance(conv, nn.Conv2d) and bn.track_running_stats:
+                setattr(m, conv_name, fuse_conv_bn_eval(conv.eval(), bn.eval()))
+                setattr(m, bn_name, nn.Identity())
+                folded += 1
     for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(seq) - 1):
             conv, bn = seq[i], seq[i + 1]
@@ -180,7 +208,7 @@ class FP32Norm(nn.Module):
 
 
 def prepare_generator(generator, dtype, channels_last: bool = True):
-    """The UNetGenerator ready for fast inference in ``dtype`` (a torch dtype): eval, BN folded,
+    """The generator ready for fast inference in ``dtype`` (a torch dtype): eval, BN folded,
     remaining norms FP32, channels_last. Modifies and returns ``generator``."""
     generator.eval()
     fold_batchnorm(generator)

@@ -12,18 +12,25 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: encoder and hints fields (version-1 specs load unchanged)
+ENCODERS = ("unet", "efficientnet-lite0")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """Architecture and I/O contract of a colorization generator.
 
+    ``depth``, ``ngf``, ``max_mult``, ``fusion_level``, ``dropout*``, ``norm`` and ``upsample`` shape the
+    ``unet`` encoder only; the ``efficientnet-lite0`` generator has a fixed layout (size multiple 32) and
+    uses ``fusion`` / ``fusion_dim``.
+
     The generator sees L scaled to [-1, 1] (``L / l_scale - l_shift``) and predicts ab in
     [-1, 1] (tanh), which the runtime multiplies by ``ab_scale``.
     """
 
     name: str = "colorize-gan"
+    encoder: str = "unet"  # "unet": the paper's pix2pix U-Net | "efficientnet-lite0": ImageNet-pretrained encoder (runtime/effnet_unet.py)
+    hints: bool = False  # takes a second input: user colour hints [a, b, mask] (Zhang et al. 2017)
     depth: int = 6  # stride-2 down levels; H and W must be multiples of 2**depth
     ngf: int = 32  # width of the first encoder level
     max_mult: int = 4  # widths are ngf * min(2**i, max_mult)
@@ -37,11 +44,19 @@ class ModelSpec:
     l_scale: float = 50.0  # L_in = L / l_scale - l_shift  -> [-1, 1]
     l_shift: float = 1.0
     ab_scale: float = 110.0  # ab = tanh_output * ab_scale
+    # Served chroma gain: the served ab is the generator's times ab_gain (1.0 = as trained). Set at export by a calibration
+    # on training photos (tools/calibrate_chroma.py): L1-trained colorizers are duller than the truth.
+    ab_gain: float = 1.0
     input_name: str = "L"
+    hint_name: str = "hints"
     output_name: str = "ab"
     spec_version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
+        if not 0 < self.ab_gain <= 4:
+            raise ValueError(f"ab_gain must be in (0, 4], got {self.ab_gain}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r} (expected one of {', '.join(ENCODERS)})")
         if self.depth < 2 or self.depth > 9:
             raise ValueError(f"depth must be in [2, 9], got {self.depth}")
         if self.ngf < 4:
@@ -55,7 +70,7 @@ class ModelSpec:
 
     @property
     def size_multiple(self) -> int:
-        return 2**self.depth
+        return 2**self.depth if self.encoder == "unet" else 32
 
     def width(self, level: int) -> int:
         """Channels of encoder level ``level`` (0-based)."""

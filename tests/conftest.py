@@ -65,3 +65,45 @@ def grey_image() -> np.ndarray:
     img[(yy - 60) ** 2 + (xx - 90) ** 2 < 900] = 230
     img += rng.normal(0, 4, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# The pretrained-encoder generator with hint inputs, random weights (export and parity tests, hint plumbing).
+HINT_SPEC = ModelSpec(name="tiny-hints", encoder="efficientnet-lite0", hints=True, fusion_dim=16)
+
+
+def make_hint_checkpoint(path: Path, spec: ModelSpec = HINT_SPEC, seed: int = 0) -> Path:
+    """As make_checkpoint, for the efficientnet-lite0 generator; the hint branch gets non-zero weights
+    (it is zero-initialised for training) so hints visibly change the output."""
+    import torch
+    from safetensors.torch import save_file
+
+    from runtime.generator import build_generator
+
+    torch.manual_seed(seed)
+    gen = build_generator(spec)
+    with torch.no_grad():
+        for m in gen.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+        gen.hint_in.weight.normal_(0.0, 0.5)
+        gen.head[1].weight.normal_(0.0, 0.05)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "spec.json").write_text(spec.to_json(), encoding="utf-8")
+    save_file({k: v.contiguous() for k, v in gen.state_dict().items()}, str(path / "generator.safetensors"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def hint_checkpoint(tmp_path_factory) -> Path:
+    return make_hint_checkpoint(tmp_path_factory.mktemp("hckpt") / "hints")
+
+
+@pytest.fixture(scope="session")
+def hint_bundle(tmp_path_factory, hint_checkpoint) -> Path:
+    """JSON path of an exported efficientnet-lite0 + hints bundle (random weights)."""
+    from trainer.export_onnx import export_bundle
+
+    out = tmp_path_factory.mktemp("hbundle") / "hints"
+    export_bundle(hint_checkpoint, out, weights_dtype="float32", render_size=128)
+    return out.with_suffix(".json")

@@ -98,3 +98,39 @@ def test_bundle_is_self_contained(paths):
     """No external-data side files: a bundle is exactly its four files (and fits the repo budget)."""
     folder = paths["json"].parent
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in paths.values())
+
+
+def test_ab_gain_scales_the_served_ab_in_every_graph(tiny_checkpoint, paths, tmp_path):
+    """--ab-gain writes spec.ab_gain, and the served ab (FP32 and FP16 ONNX, torch) is the gain-1 ab times it."""
+    from runtime.colorizer import Colorizer
+    from trainer.export_onnx import export_bundle
+
+    out = tmp_path / "gain"
+    export_bundle(tiny_checkpoint, out, weights_dtype="float32", render_size=64, ab_gain=1.5)
+    bundle = json.loads(out.with_suffix(".json").read_text())
+    assert bundle["spec"]["ab_gain"] == 1.5
+    L = np.linspace(0, 100, 64 * 96, dtype=np.float32).reshape(1, 1, 64, 96)
+    for key in ("onnx", "onnx_fp16"):
+        base = ort.InferenceSession(str(paths[key])).run(None, {"L": L})[0]
+        gained = ort.InferenceSession(str(bundle_paths(out)[key])).run(None, {"L": L})[0]
+        assert np.abs(base).max() > 1  # the tiny net gives real colour, so the check is not vacuous
+        assert np.allclose(gained, 1.5 * base, atol=0.05 if key == "onnx" else 3.0)
+    with Colorizer.load(str(out.with_suffix(".json")), backend="torch-cpu") as c:
+        assert c.spec.ab_gain == 1.5
+        with Colorizer.load(str(paths["json"]), backend="torch-cpu") as c1:
+            assert np.allclose(c.predict_ab(L), 1.5 * c1.predict_ab(L), atol=1e-3)
+    with pytest.raises(SystemExit, match="ab_gain"):
+        export_bundle(tiny_checkpoint, tmp_path / "bad", ab_gain=0.0)
+
+
+def test_calibration_interpolates_the_gain_that_reaches_the_target():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("calibrate_chroma", Path(__file__).parents[1] / "tools" / "calibrate_chroma.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = {1.0: {"cf_ratio": 0.6}, 1.2: {"cf_ratio": 0.8}, 1.4: {"cf_ratio": 1.0}}
+    assert mod.pick_gain(rows, 0.7) == (1.1, True)
+    assert mod.pick_gain(rows, 0.5) == (1.0, True)
+    assert mod.pick_gain(rows, 1.2) == (1.4, False)

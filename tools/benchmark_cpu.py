@@ -50,14 +50,14 @@ def make_photo(mp: float, path: Path, colour: bool = False) -> Path:
 def make_model(folder: Path) -> str:
     from safetensors.torch import save_file
 
-    from runtime.generator import UNetGenerator
+    from runtime.generator import build_generator
     from trainer.export_onnx import export_bundle
 
     spec = ModelSpec()
     ckpt = folder / "ckpt"
     ckpt.mkdir()
     (ckpt / "spec.json").write_text(spec.to_json())
-    save_file({k: v.contiguous() for k, v in UNetGenerator(spec).state_dict().items()}, str(ckpt / "generator.safetensors"))
+    save_file({k: v.contiguous() for k, v in build_generator(spec).state_dict().items()}, str(ckpt / "generator.safetensors"))
     export_bundle(ckpt, folder / "bench")
     return str(folder / "bench.json")
 

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from runtime.generator import UNetGenerator
+from runtime.generator import build_generator
 from runtime.models import CHECKPOINT_WEIGHTS, checkpoint_weights
 from runtime.spec import ModelSpec
 
@@ -122,10 +122,10 @@ def inference_weights(path: str | Path) -> Path:
     raise FileNotFoundError(f"{path}: no {' or '.join(CHECKPOINT_WEIGHTS)}")
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> UNetGenerator:
+def load_generator(path: str | Path, device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:
     """Rebuild the generator from a checkpoint alone (eval mode); ``ema`` prefers the moving average."""
     path = resolve(path)
-    g = UNetGenerator(load_spec(path))
+    g = build_generator(load_spec(path))
     weights = inference_weights(path) if ema else path / "generator.safetensors"
     g.load_state_dict(load_file(str(weights), device=str(device)))
     return g.to(device).eval()

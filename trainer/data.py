@@ -74,7 +74,10 @@ def to_network(rgb: np.ndarray, l_scale: float = 50.0, l_shift: float = 1.0, ab_
 
 
 class CropDataset(torch.utils.data.Dataset):
-    """Random resized crops of the scanned images; ``repeat`` crops per image per epoch."""
+    """Random resized crops of the scanned images; ``repeat`` crops per image per epoch.
+
+    Items are uint8 RGB crops (3, crop, crop): four times less to copy than float32 and cheap to
+    collate; trainer/labtorch.py converts whole batches to (L, ab) on the training device."""
 
     def __init__(self, paths: list[Path], crop_size: int, load_size: int, scale: tuple[float, float] = (0.2, 1.0),
                  cache: bool = True, repeat: int = 1, flip: bool = True, spec_scaling: tuple[float, float, float] = (50.0, 1.0, 110.0)):
@@ -93,7 +96,7 @@ class CropDataset(torch.utils.data.Dataset):
     def _image(self, i: int) -> np.ndarray:
         return self.arrays[i] if self.arrays is not None else load_rgb(self.paths[i], self.load_size)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> torch.Tensor:
         rgb = self._image(index % len(self.paths))
         h, w = rgb.shape[:2]
         # torch's RNG is seeded per DataLoader worker and per rank; numpy's is not.
@@ -106,8 +109,7 @@ class CropDataset(torch.utils.data.Dataset):
         im = Image.fromarray(rgb).resize((self.crop_size, self.crop_size), Image.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
         if self.flip and bool(torch.rand(1) < 0.5):
             im = im.transpose(Image.FLIP_LEFT_RIGHT)
-        L, ab = to_network(np.asarray(im), *self.scaling)
-        return torch.from_numpy(L), torch.from_numpy(ab)
+        return torch.from_numpy(np.array(im, dtype=np.uint8).transpose(2, 0, 1).copy())
 
 
 def pad_to_multiple(x: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:

@@ -62,6 +62,17 @@ def summarize_records(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"count": len(records), "model": model, "grey": grey, "psnr_vs_grey": model["psnr"] - grey["psnr"]}
 
 
+def summarize_by_source(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`summarize_records` per source: the first folder of each record's relative path (e.g. the
+    collections of a data mix); empty when every image sits directly in the scored folder."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        parts = Path(r["path"]).parts
+        if len(parts) > 1:
+            groups.setdefault(parts[0], []).append(r)
+    return {k: summarize_records(v) for k, v in sorted(groups.items())}
+
+
 def evaluate_pairs(
     pairs: Iterable[tuple[np.ndarray, np.ndarray]], names: Sequence[str] | None = None
 ) -> dict[str, Any]:
@@ -139,6 +150,15 @@ def _table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _source_table(by_source: dict[str, Any]) -> str:
+    lines = [f"{'source':22}{'n':>5}{'PSNR':>8}{'vs grey':>9}{'SSIM':>8}{'dE00':>7}{'dE00 grey':>10}{'CF ratio':>10}"]
+    for name, s in by_source.items():
+        m, g = s["model"], s["grey"]
+        lines.append(f"{name:22}{s['count']:5d}{m['psnr']:8.2f}{s['psnr_vs_grey']:+9.2f}{m['ssim']:8.4f}{m['ciede2000']:7.2f}"
+                     f"{g['ciede2000']:10.2f}{m['cf_ratio']:10.3f}")
+    return "\n".join(lines)
+
+
 # ---- command line --------------------------------------------------------------------------------
 
 
@@ -158,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=int, default=None, metavar="COUNT",
                    help="score only the validation split colorize-gan-train holds out of FOLDER with --val-count COUNT")
     p.add_argument("--seed", type=int, default=0, help="the trainer's --seed, with --holdout (default 0)")
+    p.add_argument("--sheet-rows", type=int, default=MAX_SHEET_ROWS,
+                   help=f"photos on the contact sheet, evenly spaced over the scored ones (default {MAX_SHEET_ROWS})")
     return p
 
 
@@ -166,6 +188,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise EvalError(f"not a folder: {args.folder}")
     if args.limit is not None and args.limit < 1:
         raise EvalError(f"--limit must be >= 1, got {args.limit}")
+    if args.sheet_rows < 1:
+        raise EvalError(f"--sheet-rows must be >= 1, got {args.sheet_rows}")
     if args.saturation < 0:
         raise EvalError(f"--saturation must be >= 0, got {args.saturation}")
     if args.render_size is not None and args.render_size < 16:
@@ -191,7 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise EvalError(f"cannot load model: {exc}") from None
 
     records, skipped_grey, unreadable = [], 0, []
-    sampler = _SheetSampler(MAX_SHEET_ROWS, SHEET_TILE)
+    sampler = _SheetSampler(args.sheet_rows, SHEET_TILE)
     try:
         for path in tqdm(paths, desc="evaluate", unit="img", file=sys.stderr):
             if args.limit is not None and len(records) >= args.limit:
@@ -218,6 +242,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise EvalError(f"no colour images under {args.folder} ({skipped_grey} greyscale, {len(unreadable)} unreadable)")
 
     summary = summarize_records(records)
+    by_source = summarize_by_source(records)
     out.mkdir(parents=True, exist_ok=True)
     picked = sampler.pick()
     contact_sheet([p[1] for p in picked], out / "contact_sheet.png", tile=SHEET_TILE, captions=[p[2] for p in picked])
@@ -237,10 +262,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "counts": {"scored": len(records), "skipped_greyscale": skipped_grey, "unreadable": len(unreadable)},
         "unreadable": unreadable,
         "summary": summary,
+        "by_source": by_source,
         "images": records,
     }
     (out / "metrics.json").write_text(json.dumps(_finite(result), indent=2), encoding="utf-8")
     print(_table(summary))
+    if by_source:
+        print(_source_table(by_source))
     notes = f", {skipped_grey} greyscale skipped" if skipped_grey else ""
     notes += f", {len(unreadable)} unreadable" if unreadable else ""
     print(f"{len(records)} images scored{notes} -> {out / 'metrics.json'}, {out / 'contact_sheet.png'}")

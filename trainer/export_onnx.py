@@ -2,8 +2,8 @@
 
     colorize-gan-export CHECKPOINT_DIR -o OUT_DIR/NAME [--parity-images DIR]
 
-The exported graph is the served network ``LabColorizer(UNetGenerator(spec))`` (L in [0, 100] ->
-ab in Lab units) in eval mode: BatchNorm folded into the convolutions, no dropout. Batch, H and W
+The exported graph is the served network ``LabColorizer(build_generator(spec))`` (L in [0, 100]
+[+ hints [a, b, mask] in Lab units, the second input of a hint-taking model] -> ab in Lab units) in eval mode: BatchNorm folded into the convolutions, no dropout. Batch, H and W
 are dynamic; H and W are declared as ``2**depth * Dim`` so the graph itself says they must be
 multiples of the size multiple. The spec JSON goes into the ONNX metadata_props
 (``colorize_gan.spec``) and into ``NAME.json``. The FP16 graph has FP16 weights and compute with
@@ -57,9 +57,12 @@ def half_module(generator, spec: ModelSpec):
             super().__init__()
             self.generator = gen
 
-        def forward(self, L: torch.Tensor) -> torch.Tensor:
+        def forward(self, L: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
             x = (L / spec.l_scale - spec.l_shift).half()
-            return self.generator(x).float() * spec.ab_scale
+            if not spec.hints:
+                return self.generator(x).float() * (spec.ab_scale * spec.ab_gain)
+            h = torch.cat([hints[:, :2] / spec.ab_scale, hints[:, 2:3]], 1).half()
+            return self.generator(x, h).float() * (spec.ab_scale * spec.ab_gain)
 
     gen = prepare_generator(copy.deepcopy(generator), torch.float16, channels_last=False)
     return HalfLabColorizer(gen).eval()
@@ -79,21 +82,27 @@ def export_graph(model, spec: ModelSpec, path: Path) -> str:
 
     m = spec.size_multiple
     # batch >= 2 and a bottleneck >= 2x2 avoid shape specialisation (see the ONNX notes).
-    example = torch.full((2, 1, 4 * m, 4 * m), 50.0)
+    example = (torch.full((2, 1, 4 * m, 4 * m), 50.0),)
     dim_h = torch.export.Dim("h", min=1, max=MAX_SIDE // m)
     dim_w = torch.export.Dim("w", min=1, max=MAX_SIDE // m)
-    dims = {"L": {0: torch.export.Dim("batch", min=1, max=256), 2: m * dim_h, 3: m * dim_w}}
-    names = dict(input_names=[spec.input_name], output_names=[spec.output_name])
+    batch = torch.export.Dim("batch", min=1, max=256)
+    dims = {"L": {0: batch, 2: m * dim_h, 3: m * dim_w}}
+    inputs = [spec.input_name]
+    if spec.hints:  # a second input: [a, b, mask] at the same size as L
+        example = (example[0], torch.zeros((2, 3, 4 * m, 4 * m)))
+        dims["hints"] = {0: batch, 2: m * dim_h, 3: m * dim_w}
+        inputs.append(spec.hint_name)
+    names = dict(input_names=inputs, output_names=[spec.output_name])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=OPSET, dynamic_shapes=dims,
+            torch.onnx.export(model, example, str(path), dynamo=True, opset_version=OPSET, dynamic_shapes=dims,
                               verbose=False, report=False, external_data=False, **names)
             return "dynamo"
         except Exception as exc:  # the dynamo exporter raises many types; the legacy one is the fallback
             print(f"colorize-gan-export: dynamo export failed ({type(exc).__name__}); using the legacy exporter", file=sys.stderr)
-        axes = {spec.input_name: {0: "batch", 2: "height", 3: "width"}, spec.output_name: {0: "batch", 2: "height", 3: "width"}}
-        torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=OPSET, dynamic_axes=axes, **names)
+        axes = {n: {0: "batch", 2: "height", 3: "width"} for n in [*inputs, spec.output_name]}
+        torch.onnx.export(model, example, str(path), dynamo=False, opset_version=OPSET, dynamic_axes=axes, **names)
         return "legacy"
 
 
@@ -157,19 +166,31 @@ def parity(served, spec: ModelSpec, onnx_paths: dict[str, Path], images: list[np
 
     sessions = {k: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for k, p in onnx_paths.items()}
     worst = {k: 0.0 for k in sessions}
+    rng = np.random.default_rng(0)
     for rgb in images:
         net_L, _ = prepare_l(rgb_to_l(rgb), spec.size_multiple, render_size)
-        with torch.inference_mode():
-            ref = served(torch.from_numpy(net_L)).numpy()
-        for k, sess in sessions.items():
-            got = sess.run([spec.output_name], {spec.input_name: net_L})[0]
-            worst[k] = max(worst[k], float(np.abs(got - ref).max()))
+        feeds = [{spec.input_name: net_L}]
+        if spec.hints:  # no hints, and a few random colour points
+            h = np.zeros((1, 3, *net_L.shape[2:]), np.float32)
+            feeds[0][spec.hint_name] = h.copy()
+            for _ in range(8):
+                y, x = rng.integers(0, net_L.shape[2] - 3), rng.integers(0, net_L.shape[3] - 3)
+                h[0, :2, y:y + 3, x:x + 3] = rng.uniform(-60, 60, (2, 1, 1))
+                h[0, 2, y:y + 3, x:x + 3] = 1.0
+            feeds.append({spec.input_name: net_L, spec.hint_name: h})
+        for feed in feeds:
+            with torch.inference_mode():
+                ref = served(*(torch.from_numpy(v.copy()) for v in feed.values())).numpy()  # torch wants writable arrays
+            for k, sess in sessions.items():
+                got = sess.run([spec.output_name], feed)[0]
+                worst[k] = max(worst[k], float(np.abs(got - ref).max()))
     return worst
 
 
 def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None, weights_dtype: str = "float16",
-                  render_size: int = 256) -> dict[str, float]:
-    """Write the bundle for ``checkpoint`` at stem ``out``; returns the parity figures."""
+                  render_size: int = 256, ab_gain: float | None = None) -> dict[str, float]:
+    """Write the bundle for ``checkpoint`` at stem ``out``; returns the parity figures. ``ab_gain``: the served
+    chroma gain written into the bundle's spec (None keeps the checkpoint's, normally 1.0)."""
     import torch
     from safetensors.torch import save_file
 
@@ -182,6 +203,14 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
     except FileNotFoundError as exc:
         raise SystemExit(f"colorize-gan-export: {exc}") from None
     spec, gen = load_checkpoint(checkpoint)
+    if ab_gain is not None:
+        import dataclasses
+
+        try:
+            spec = dataclasses.replace(spec, ab_gain=float(ab_gain))
+        except ValueError as exc:
+            raise SystemExit(f"colorize-gan-export: {exc}") from None
+        gen.spec = spec
     stem = bundle_stem(out)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = bundle_paths(stem)
@@ -229,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", type=Path, required=True, help="bundle stem, e.g. runtime/models/default")
     ap.add_argument("--parity-images", type=Path, default=None, help="folder of real images for the parity check (default: synthetic)")
     ap.add_argument("--render-size", type=int, default=256, help="longer side the parity check runs the net at")
+    ap.add_argument("--ab-gain", type=float, default=None,
+                    help="served chroma gain written into the bundle's spec (tools/calibrate_chroma.py measures one on "
+                         "training photos; default: the checkpoint's, 1.0)")
     ap.add_argument("--weights-dtype", choices=("float16", "float32"), default="float16",
                     help="storage dtype of NAME.safetensors (float16 halves its size; loaded as float32)")
     args = ap.parse_args(argv)
@@ -238,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.parity_images is not None and not args.parity_images.is_dir():
         print(f"colorize-gan-export: {args.parity_images}: not a directory", file=sys.stderr)
         return 2
-    worst = export_bundle(args.checkpoint, args.output, args.parity_images, args.weights_dtype, args.render_size)
+    worst = export_bundle(args.checkpoint, args.output, args.parity_images, args.weights_dtype, args.render_size, args.ab_gain)
     print(f"parity (ORT CPU vs torch, max |delta ab|): FP32 {worst['onnx']:.2e}, FP16 {worst['onnx_fp16']:.3f}")
     stem = bundle_stem(args.output)
     for p in bundle_paths(stem).values():

@@ -4,6 +4,8 @@
     D step:  0.5 * (GAN(D(L, fake.detach()), fake) + GAN(D(L, ab), real))
     G step:  GAN(D(L, fake), real) + lambda * L1(fake, ab)
 
+A hint-taking generator gets the simulated hints too (``fake = G(L, hints)``); D still judges (L, ab).
+
 With ``gan=False`` (the pretraining phase) only the L1 term trains G and D is not touched.
 D is not wrapped in DDP (it runs twice per step, which DDP's reducer does not allow); under
 torch.distributed its gradients are averaged by hand instead.
@@ -27,11 +29,13 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
 class GANStep:
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *, lambda_l1: float = 100.0,
                  gan_mode: str = "vanilla", lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
-                 lr_d: float | None = None, real_label: float = 1.0, amp_dtype: torch.dtype | None = None):
+                 lr_d: float | None = None, real_label: float = 1.0, amp_dtype: torch.dtype | None = None,
+                 g_params: list | None = None):
         self.G, self.D = generator, discriminator
         self.lambda_l1 = lambda_l1
         self.gan_loss = GANLoss(gan_mode, real_label=real_label)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=betas)
+        # g_params: parameter groups (e.g. a smaller learning rate for a pretrained encoder, frozen parts left out).
+        self.opt_g = torch.optim.Adam(g_params if g_params is not None else self.G.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr_d or lr, betas=betas)
         self.amp_dtype = amp_dtype
 
@@ -54,9 +58,11 @@ class GANStep:
                     dist.all_reduce(p.grad)
                     p.grad /= world
 
-    def step(self, L: torch.Tensor, ab: torch.Tensor, gan: bool) -> dict[str, float]:
+    def step(self, L: torch.Tensor, ab: torch.Tensor, gan: bool, hints: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One step; the losses come back as detached 0-d tensors on the device (no host sync per step: the
+        caller reads them with .item() only when it reports)."""
         with self._autocast(L.device.type):
-            fake = self.G(L)
+            fake = self.G(L) if hints is None else self.G(L, hints)
         losses: dict[str, float] = {}
         if gan:
             set_requires_grad(self.D, True)
@@ -69,7 +75,7 @@ class GANStep:
             self._allreduce_d_grads()
             self.opt_d.step()
             set_requires_grad(self.D, False)
-            losses["d"] = loss_d.item()
+            losses["d"] = loss_d.detach()
         self.opt_g.zero_grad(set_to_none=True)
         l1 = (fake.float() - ab).abs().mean()
         loss_g = self.lambda_l1 * l1
@@ -78,8 +84,8 @@ class GANStep:
                 pred = self.D(torch.cat([L, fake], 1))
             g_gan = self.gan_loss(pred, True)
             loss_g = loss_g + g_gan
-            losses["g_gan"] = g_gan.item()
+            losses["g_gan"] = g_gan.detach()
         loss_g.backward()
         self.opt_g.step()
-        losses["l1"] = l1.item()
+        losses["l1"] = l1.detach()
         return losses

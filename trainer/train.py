@@ -26,12 +26,14 @@ import torch
 import torch.distributed as dist
 
 from runtime import color
-from runtime.generator import UNetGenerator
-from runtime.spec import ModelSpec
+from runtime.generator import build_generator
+from runtime.spec import ENCODERS, ModelSpec
 
 from . import checkpoint
 from .data import CropDataset, find_images, load_validation, pad_to_multiple, split, to_network
 from .ema import EMA
+from .hints import sample_hints
+from .labtorch import batch_to_network
 from .networks import build_discriminator
 from .step import GANStep
 
@@ -43,9 +45,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="colorize-gan-train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = p.add_argument_group("data")
-    d.add_argument("--data", help="folder of colour images, searched recursively (jpg, png, webp, tiff); e.g. COCO train2017/")
+    d.add_argument("--data", nargs="+", help="folder(s) of colour images, searched recursively (jpg, png, webp, tiff); e.g. COCO "
+                   "train2017/; each folder is split on its own")
     d.add_argument("--out", default="runs/colorize", help="run folder: checkpoints, samples, log.csv")
-    d.add_argument("--val-count", type=int, default=10, help="images held out for validation (fixed by --seed)")
+    d.add_argument("--val-count", type=int, nargs="+", default=[10],
+                   help="images held out for validation (fixed by --seed): one count for every --data folder, or one each")
+    d.add_argument("--val-limit", type=int, default=200,
+                   help="validate on at most this many held-out images after each epoch (colorize-gan-evaluate scores them all)")
     d.add_argument("--train-count", type=int, default=None, help="training images (default: all the rest); the paper uses 8000")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--crop-size", type=int, default=128, help="training crop size (multiple of 2**depth)")
@@ -56,6 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--val-size", type=int, default=256, help="validation render size (long side)")
     m = p.add_argument_group("model")
     defaults = ModelSpec()
+    m.add_argument("--encoder", default=defaults.encoder, choices=list(ENCODERS),
+                   help="unet: the paper's U-Net; efficientnet-lite0: ImageNet-pretrained encoder (needs the train extra)")
+    m.add_argument("--hints", action="store_true", help="the generator takes colour hints, trained with simulated ones (efficientnet-lite0)")
+    m.add_argument("--hint-p-none", type=float, default=0.5, help="fraction of training crops with no hints at all")
+    m.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                   help="efficientnet-lite0: start from random weights instead of ImageNet (tests, ablations)")
     m.add_argument("--depth", type=int, default=defaults.depth)
     m.add_argument("--ngf", type=int, default=defaults.ngf)
     m.add_argument("--max-mult", type=int, default=defaults.max_mult)
@@ -73,6 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--decay-epochs", type=int, default=0, help="linearly decay the learning rate to 0 over the last N epochs")
     o.add_argument("--lr", type=float, default=2e-4)
     o.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate (default: --lr)")
+    o.add_argument("--encoder-lr", type=float, default=0.1, metavar="FACTOR",
+                   help="efficientnet-lite0: the pretrained encoder learns at --lr times this; 0 freezes it (decoder-only stage)")
     o.add_argument("--beta1", type=float, default=0.5)
     o.add_argument("--lambda-l1", type=float, default=100.0)
     o.add_argument("--gan-mode", default="vanilla", choices=["vanilla", "lsgan"], help="vanilla = BCE on logits (the paper)")
@@ -104,11 +118,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                 setattr(args, key, value)
     if not args.data:
         p.error("--data is required (unless --resume)")
+    if isinstance(args.data, str):  # a run saved before --data took several folders
+        args.data = [args.data]
+    if isinstance(args.val_count, int):
+        args.val_count = [args.val_count]
+    if len(args.val_count) not in (1, len(args.data)):
+        p.error(f"--val-count takes one count or one per --data folder ({len(args.data)})")
+    if args.hints and args.encoder == "unet":
+        p.error("--hints needs --encoder efficientnet-lite0")
     return args
 
 
 def spec_from_args(args: argparse.Namespace) -> ModelSpec:
-    return ModelSpec(depth=args.depth, ngf=args.ngf, max_mult=args.max_mult, fusion=args.fusion, fusion_dim=args.fusion_dim,
+    return ModelSpec(encoder=getattr(args, "encoder", "unet"), hints=getattr(args, "hints", False), depth=args.depth, ngf=args.ngf, max_mult=args.max_mult, fusion=args.fusion, fusion_dim=args.fusion_dim,
                      fusion_level=args.fusion_level, norm=args.norm, upsample=args.upsample, dropout=args.dropout)
 
 
@@ -118,8 +140,33 @@ def lr_factor(epoch: int, total: int, decay: int) -> float:
     return max(0.0, min(1.0, (total - epoch) / (decay + 1)))
 
 
+def split_folders(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """Each --data folder split on its own with --seed (so adding a folder never reshuffles another's hold-out)."""
+    counts = args.val_count * len(args.data) if len(args.val_count) == 1 else args.val_count
+    train, val = [], []
+    for folder, count in zip(args.data, counts):
+        t, v = split(find_images(folder), count, args.train_count, args.seed)
+        train += t
+        val += v
+    return train, val
+
+
+def generator_params(G: torch.nn.Module, args: argparse.Namespace) -> list[dict]:
+    """Adam parameter groups: the pretrained encoder at --lr * --encoder-lr (left out and frozen at 0), the rest at --lr."""
+    encoder = getattr(G, "encoder", None)
+    if encoder is None:
+        return [{"params": list(G.parameters())}]
+    enc_ids = {id(p) for p in encoder.parameters()}
+    rest = [p for p in G.parameters() if id(p) not in enc_ids]
+    if args.encoder_lr <= 0:
+        for p in encoder.parameters():
+            p.requires_grad_(False)
+        return [{"params": rest}]
+    return [{"params": rest}, {"params": list(encoder.parameters()), "lr": args.lr * args.encoder_lr}]
+
+
 @torch.inference_mode()
-def validate(G: UNetGenerator, images: list[np.ndarray], device: torch.device, sheet_path: Path | None) -> dict[str, float]:
+def validate(G: torch.nn.Module, images: list[np.ndarray], device: torch.device, sheet_path: Path | None) -> dict[str, float]:
     """Colorize each validation image at its stored size; PSNR and colourfulness vs truth and vs grey."""
     from .metrics import colourfulness, psnr  # numpy-only; imported here to keep start-up light
 
@@ -181,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: --crop-size {args.crop_size} is not a multiple of 2**depth = {spec.size_multiple}")
 
     try:
-        train_paths, val_paths = split(find_images(args.data), args.val_count, args.train_count, args.seed)
+        train_paths, val_paths = split_folders(args)
     except FileNotFoundError as exc:
         raise SystemExit(f"error: {exc}") from None
     dataset = CropDataset(train_paths, args.crop_size, args.load_size, (args.scale_min, 1.0), args.cache, args.repeat,
@@ -189,16 +236,21 @@ def main(argv: list[str] | None = None) -> int:
     rep = dataset.report
     log(f"data: {len(rep.used)} training images ({len(rep.grey)} greyscale skipped, {len(rep.unreadable)} unreadable), "
         f"{len(val_paths)} validation; {len(dataset)} crops/epoch on {world} process(es), device {device}")
-    val_images = load_validation(val_paths, args.val_size) if is_main else []
+    val_images = load_validation(val_paths[:: max(1, -(-len(val_paths) // args.val_limit))], args.val_size) if is_main else []
 
-    G = UNetGenerator(spec).to(device)
+    G = build_generator(spec)
+    if spec.encoder != "unet" and args.pretrained and not (args.init or args.resume):
+        from .pretrained import load_imagenet_encoder
+
+        log(f"encoder: ImageNet weights from {load_imagenet_encoder(G.encoder)}")
+    G = G.to(device)
     D = build_discriminator(args.ndf, norm=spec.norm).to(device)
     amp = torch.bfloat16 if device.type == "cuda" else None
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     stepper = GANStep(G, D, lambda_l1=args.lambda_l1, gan_mode=args.gan_mode, lr=args.lr, lr_d=args.lr_d,
-                      betas=(args.beta1, 0.999), real_label=args.real_label, amp_dtype=amp)
+                      betas=(args.beta1, 0.999), real_label=args.real_label, amp_dtype=amp, g_params=generator_params(G, args))
     state = {"step": 0, "epoch": 0, "step_in_epoch": 0}
     if args.init and not args.resume:
         from safetensors.torch import load_file
@@ -259,23 +311,26 @@ def main(argv: list[str] | None = None) -> int:
         mine = order[rank * per_rank:(rank + 1) * per_rank][: steps_per_epoch * args.batch_size]
         sampler = mine[skip * args.batch_size:].tolist()
         loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
-                                             drop_last=True, persistent_workers=False)
+                                             drop_last=True, persistent_workers=False, pin_memory=device.type == "cuda")
         bar = tqdm(loader, total=steps_per_epoch - skip, disable=args.quiet or not is_main, file=sys.stderr,
                    desc=f"epoch {epoch + 1}/{total_epochs} {'gan' if gan else 'L1'}", dynamic_ncols=True)
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         n, t0, i = 0, time.monotonic(), skip
-        for L, ab in bar:
-            L, ab = L.to(device, non_blocking=True), ab.to(device, non_blocking=True)
+        for rgb8 in bar:
+            L, ab = batch_to_network(rgb8.to(device, non_blocking=True), spec.l_scale, spec.l_shift, spec.ab_scale)
+            hints = sample_hints(ab, p_none=args.hint_p_none) if spec.hints else None
             if device.type == "cuda":
                 L, ab = L.contiguous(memory_format=torch.channels_last), ab.contiguous(memory_format=torch.channels_last)
-            losses = stepper.step(L, ab, gan)
+                hints = hints.contiguous(memory_format=torch.channels_last) if hints is not None else None
+            losses = stepper.step(L, ab, gan, hints)
             if ema is not None:
                 ema.update(G)
             step, i, n = step + 1, i + 1, n + 1
             for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + v
-            ips = n * args.batch_size * world / max(time.monotonic() - t0, 1e-9)
-            bar.set_postfix({**{k: f"{v / n:.4f}" for k, v in sums.items()}, "img/s": f"{ips:.1f}"})
+                sums[k] = sums[k] + v if k in sums else v.clone()
+            if n % 25 == 0 and not bar.disable:  # reading a loss syncs the device: only as often as the bar shows it
+                ips = n * args.batch_size * world / max(time.monotonic() - t0, 1e-9)
+                bar.set_postfix({**{k: f"{v.item() / n:.4f}" for k, v in sums.items()}, "img/s": f"{ips:.1f}"})
             if step % args.ckpt_every == 0:
                 save(epoch, i)
             if out_of_budget():
@@ -294,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics = validate(ema.module if ema else checkpoint.unwrap(G), val_images, device, run / "samples" / f"epoch_{epoch:03d}.png") if val_images else {}
             row = {"epoch": epoch, "step": step, "phase": "gan" if gan else "pretrain", "seconds": round(time.monotonic() - t0, 1),
                    "img_per_s": round(n * args.batch_size * world / max(time.monotonic() - t0, 1e-9), 2),
-                   **{f"loss_{k}": round(v / max(n, 1), 5) for k, v in sums.items()}, **{f"val_{k}": round(v, 4) for k, v in metrics.items()}}
+                   **{f"loss_{k}": round(v.item() / max(n, 1), 5) for k, v in sums.items()}, **{f"val_{k}": round(v, 4) for k, v in metrics.items()}}
             log_csv(run / "log.csv", row)
             log("  ".join(f"{k}={v}" for k, v in row.items()))
         if world > 1:

@@ -1,0 +1,112 @@
+"""The generator with a pretrained encoder: EfficientNet-Lite0 under a U-Net decoder, Iizuka fusion
+from the classifier's pooled features, and optional colour-hint inputs (Zhang et al. 2017).
+
+Layout (H, W multiples of 32):
+
+    L (N,1,H,W) in [-1,1] -> as the ImageNet weights expect a grey photo ((v*255-127)/128, v = L/100)
+      -> stem (1-channel: the pretrained RGB stem summed over its inputs, exact for R=G=B)
+         (+ hint branch: 3x3 stride-2 conv of [a, b, mask], zero-initialised, added before the ReLU6)
+      -> EfficientNet-Lite0 blocks: skips 16@H/2, 24@H/4, 40@H/8, 112@H/16, 320@H/32; head 1280@H/32
+      -> fusion: the head pooled over the image (the classifier's global feature) -> MLP -> broadcast,
+         concatenated with the 320@H/32 map, mixed by a 1x1 conv
+      -> decoder: per level bilinear x2 upsampling + concat skip + two 3x3 conv/BN/ReLU
+         (resize-convolutions: no checkerboard), widths 256, 128, 64, 48, 32
+      -> full resolution: concat [L, hints], 3x3 conv/BN/ReLU, 3x3 conv -> tanh -> ab in [-1, 1]
+
+Hints (when ``spec.hints``): (N,3,H,W) = [a / ab_scale, b / ab_scale, mask]; zeros = no hints, which is
+what the network sees for the automatic result. The encoder's BatchNorm statistics stay frozen in
+training (``freeze_encoder_bn``): small CPU batches would only blur the ImageNet statistics.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .efficientnet import HEAD_CHANNELS, SKIP_CHANNELS, STEM_CHANNELS, EfficientNetLite0
+from .spec import ModelSpec
+
+DECODER_WIDTHS = (256, 128, 64, 48, 32)  # at H/32, H/16, H/8, H/4, H/2
+HEAD_WIDTH = 16  # full resolution
+HINT_CHANNELS = 3
+
+
+def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class UpBlock(nn.Module):
+    def __init__(self, cin: int, skip: int, cout: int):
+        super().__init__()
+        self.conv = nn.Sequential(conv_bn_relu(cin + skip, cout), conv_bn_relu(cout, cout))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([x, skip], 1))
+
+
+class EffNetUNet(nn.Module):
+    """Normalized L (N,1,H,W) [+ hints (N,3,H,W)] -> normalized ab (N,2,H,W) in [-1, 1]."""
+
+    freeze_encoder_bn = True
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        self.encoder = EfficientNetLite0(in_channels=1, num_classes=0)
+        self.hint_in = nn.Conv2d(HINT_CHANNELS, STEM_CHANNELS, 3, 2, 1) if spec.hints else None
+        bottleneck = SKIP_CHANNELS[-1]
+        w0 = DECODER_WIDTHS[0]
+        if spec.fusion:
+            self.global_mlp = nn.Sequential(nn.Linear(HEAD_CHANNELS, spec.fusion_dim), nn.ReLU(inplace=True))
+            self.fuse = nn.Sequential(nn.Conv2d(bottleneck + spec.fusion_dim, w0, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True))
+        else:
+            self.global_mlp = None
+            self.fuse = nn.Sequential(nn.Conv2d(bottleneck, w0, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True))
+        skips = SKIP_CHANNELS[-2::-1]  # 112, 40, 24, 16
+        self.up = nn.ModuleList(UpBlock(DECODER_WIDTHS[i], skips[i], DECODER_WIDTHS[i + 1]) for i in range(len(skips)))
+        extra = 1 + (HINT_CHANNELS if spec.hints else 0)
+        self.head = nn.Sequential(conv_bn_relu(DECODER_WIDTHS[-1] + extra, HEAD_WIDTH), nn.Conv2d(HEAD_WIDTH, 2, 3, 1, 1), nn.Tanh())
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in [*self.up.modules(), *self.fuse.modules(), *self.head.modules(),
+                  *(self.global_mlp.modules() if self.global_mlp is not None else [])]:
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        last = self.head[1]
+        nn.init.normal_(last.weight, 0.0, 1e-3)  # start near ab = 0 (grey), the L1 optimum of knowing nothing
+        nn.init.zeros_(last.bias)
+        if self.hint_in is not None:  # no effect until trained: the pretrained encoder starts exactly as on ImageNet
+            nn.init.zeros_(self.hint_in.weight)
+            nn.init.zeros_(self.hint_in.bias)
+
+    def train(self, mode: bool = True) -> "EffNetUNet":
+        super().train(mode)
+        if mode and self.freeze_encoder_bn:
+            for m in self.encoder.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+        L = x
+        # L in [-1, 1] -> v = L/100 in [0, 1] -> (v*255 - 127)/128, the weights' input scaling.
+        stem = self.encoder.stem((L + 1.0) * (127.5 / 128.0) - (127.0 / 128.0))
+        if self.hint_in is not None:
+            if hints is None:
+                hints = L.new_zeros(L.shape[0], HINT_CHANNELS, L.shape[2], L.shape[3])
+            stem = stem + self.hint_in(hints)
+        skips, head = self.encoder.features(stem)
+        y = skips[-1]
+        if self.global_mlp is not None:
+            g = self.global_mlp(head.mean(dim=(2, 3)))
+            y = torch.cat([y, g[:, :, None, None].expand(-1, -1, y.shape[2], y.shape[3])], 1)
+        y = self.fuse(y)
+        for block, skip in zip(self.up, skips[-2::-1]):
+            y = block(y, skip)
+        y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
+        extra = [L, hints] if self.hint_in is not None else [L]
+        return self.head(torch.cat([y, *extra], 1))
