@@ -17,6 +17,7 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif",
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".m2ts", ".3gp"}
 WRITABLE = {".jpg": ".jpg", ".jpeg": ".jpg", ".jfif": ".jpg", ".png": ".png", ".tif": ".tif", ".tiff": ".tif", ".webp": ".webp"}
 OUTPUT_FORMATS = ("same", "jpg", "png", "webp", "tif")
+HINT_SUFFIX = ".hints.png"  # NAME.hints.png beside NAME.jpg: that photo's colour hints (runtime/hints.py)
 
 
 @dataclass
@@ -24,6 +25,17 @@ class Job:
     input: Path
     output: Path | None
     error: str | None = None  # set when the job is known to fail before decoding
+    hints: Path | None = None  # colour-hint image: --hints, or the NAME.hints.png sidecar beside the input
+
+
+def sidecar(src: Path) -> Path | None:
+    """The hint sidecar of an input (``NAME.hints.png`` beside ``NAME.EXT``), if there is one."""
+    side = src.with_name(src.stem + HINT_SUFFIX)
+    return side if side.is_file() else None
+
+
+def is_sidecar(p: Path) -> bool:
+    return p.name.lower().endswith(HINT_SUFFIX)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -56,14 +68,14 @@ def expand(inputs: list[str]) -> list[tuple[Path, Path | None, str | None]]:
     for arg in inputs:
         p = Path(arg).expanduser()
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTS and not is_sidecar(f)
                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
             found.extend((f, p, None) for f in files)
         elif p.exists():
             found.append((p, None, None))
         elif _has_magic(arg):
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(arg), recursive=True))
-            files = [m for m in matches if m.is_file()]
+            files = [m for m in matches if m.is_file() and not is_sidecar(m)]
             if not files:
                 found.append((p, None, "no files match this pattern"))
             found.extend((m, None, None) for m in files)
@@ -78,9 +90,11 @@ def output_suffix(src: Path, fmt: str) -> str:
     return WRITABLE.get(src.suffix.lower(), ".png")
 
 
-def plan(inputs: list[str], output: str, fmt: str = "same", shard: tuple[int, int] | None = None) -> list[Job]:
+def plan(inputs: list[str], output: str, fmt: str = "same", shard: tuple[int, int] | None = None,
+         hints: str | None = None) -> list[Job]:
     """Jobs for ``inputs``. ``output`` is a file when there is exactly one input file and it has an
-    image suffix; otherwise a folder (created by the caller)."""
+    image suffix; otherwise a folder (created by the caller). ``hints``: a hint image for the one input
+    (the caller checks there is one); otherwise each input's sidecar, if any."""
     found = expand(inputs)
     out = Path(output).expanduser()
     single_file = len(found) == 1 and found[0][1] is None and found[0][2] is None and out.suffix.lower() in WRITABLE \
@@ -106,7 +120,7 @@ def plan(inputs: list[str], output: str, fmt: str = "same", shard: tuple[int, in
             jobs.append(Job(src, dst, f"output name collides with {claimed[_key(dst)]}"))
         else:
             claimed[_key(dst)] = src
-            jobs.append(Job(src, dst))
+            jobs.append(Job(src, dst, hints=Path(hints).expanduser() if hints else sidecar(src)))
     return jobs
 
 

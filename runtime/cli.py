@@ -7,7 +7,10 @@
 Only argparse and the standard library are imported at module level, so ``--help`` is fast and
 works without numpy-heavy or torch imports. Every per-file failure is one line on stderr
 ("PATH: reason"); the run goes on and exits 1 if any file failed, 2 on a usage or setup error.
-``--json`` prints one JSON object on stdout (the GIMP bridge reads it).
+``--json`` prints one JSON object on stdout (the GIMP bridge reads it). Ctrl-C stops at once with
+one line ("interrupted after N of M ...") and exit status 130: outputs are written atomically, so
+no partial or temporary file is left, and output folders are created only right before a file is
+written into them, so a run that writes nothing creates nothing.
 """
 from __future__ import annotations
 
@@ -17,11 +20,13 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from .errors import one_line
 
 PROG = "colorize-gan"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
 
 
 def _positive_int(text: str) -> int:
@@ -61,6 +66,10 @@ def image_parser() -> argparse.ArgumentParser:
     p.add_argument("--render-size", type=_positive_int, default=None,
                    help="longer side the network sees, in pixels (default 256; larger = finer colour detail, ~4x slower per doubling)")
     p.add_argument("--saturation", type=_saturation, default=1.0, help="colour strength factor, 0 = grey (default 1.0)")
+    p.add_argument("--hints", default=None, metavar="HINTS.png",
+                   help="colour hints for the one input: an RGBA image of the photo's size whose opaque pixels are hint "
+                        "colours (paint a few dots on a transparent layer). For several inputs, put NAME.hints.png beside "
+                        "each NAME.jpg: such sidecars are always picked up")
     p.add_argument("--backend", default="auto", help="auto | cpu | gpu | onnxruntime | torch-cpu | torch-cuda | tensorrt")
     p.add_argument("--model", default=None, help="model bundle (.json/.onnx/stem) or trainer checkpoint dir (default: embedded)")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all available cores)")
@@ -82,11 +91,15 @@ def info_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "info":
-        return run_info(info_parser().parse_args(argv[1:]))
-    if argv and argv[0] == "video":
-        return run_video(argv)
-    return run_images(image_parser().parse_args(argv))
+    try:
+        if argv and argv[0] == "info":
+            return run_info(info_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "video":
+            return run_video(argv)
+        return run_images(image_parser().parse_args(argv))
+    except KeyboardInterrupt:  # before any file was started (imports, planning); run_images says more once it can
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def run_video(argv: list[str]) -> int:
@@ -156,44 +169,99 @@ def run_images(args: argparse.Namespace) -> int:
         shard = parse_shard(args.shard) if args.shard else None
     except ValueError as exc:
         return _fail(str(exc))
-    jobs = plan(args.inputs, args.output, args.format, shard)
+    if args.hints:
+        if not os.path.isfile(args.hints):
+            return _fail(f"--hints {args.hints}: no such file")
+        if len(args.inputs) != 1 or not os.path.isfile(args.inputs[0]):
+            return _fail("--hints takes exactly one input file; for folders put NAME.hints.png beside each NAME.jpg")
+    jobs = plan(args.inputs, args.output, args.format, shard, args.hints)
     if not jobs:
         print(f"{PROG}: no input images found" + (f" in shard {args.shard}" if shard else ""), file=sys.stderr)
         return 0 if shard else 1
     runnable = [j for j in jobs if j.error is None]
-    if runnable:
-        out_dirs = {j.output.parent for j in runnable}
-        for d in sorted(out_dirs):
-            try:
-                d.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                return _fail(f"{d}: cannot create output folder ({exc.strerror or exc})")
-            if not os.access(d, os.W_OK | os.X_OK):
-                return _fail(f"{d}: output folder is not writable")
+    # Fail early on an output location that cannot be written, without creating anything yet: folders are
+    # made by colorize_file right before their first file is written.
+    for d in sorted({j.output.parent for j in runnable}):
+        problem = _output_folder_problem(d)
+        if problem:
+            return _fail(f"{d}: {problem}")
     colorizer = None
-    if any(not (args.skip_existing and j.output.exists()) for j in runnable):
-        try:
-            colorizer = _load_colorizer(args)
-        except Exception as exc:  # ModelError, BackendUnavailable, ValueError: all one line
-            return _fail(one_line(exc, None))
-        if not args.quiet or args.json:
-            print(f"{PROG}: backend {colorizer.backend_name} ({colorizer.backend.device}), render size {colorizer.render_size}",
-                  file=sys.stderr)
+    results: list[dict[str, Any]] = []
     try:
-        results = _process(jobs, colorizer, args)
+        if any(not (args.skip_existing and j.output.exists()) for j in runnable):
+            try:
+                colorizer = _load_colorizer(args)
+            except Exception as exc:  # ModelError, BackendUnavailable, ValueError: all one line
+                return _fail(one_line(exc, None))
+            if not args.quiet or args.json:
+                print(f"{PROG}: backend {colorizer.backend_name} ({colorizer.backend.device}), "
+                      f"render size {colorizer.render_size}", file=sys.stderr)
+        _process(jobs, colorizer, args, results)
+    except KeyboardInterrupt:
+        # Outputs are written atomically (runtime.imageio.write_image), so the file being written when Ctrl-C
+        # came is simply absent and a rerun with --skip-existing picks up exactly where this one stopped.
+        print(f"{PROG}: interrupted after {len(results)} of {len(jobs)}; run again with --skip-existing to continue",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         if colorizer is not None:
             colorizer.close()
     counts = {s: sum(r["status"] == s for r in results) for s in ("ok", "skipped", "error")}
+    counts["with_hints"] = sum(r["status"] == "ok" and r["hints"] is not None for r in results)
     total = sum(r["seconds"] for r in results)
     if args.json:
         print(json.dumps({"backend": colorizer.backend_name if colorizer else None,
                           "render_size": colorizer.render_size if colorizer else None,
                           "results": results, "summary": {**counts, "seconds": round(total, 3)}}, indent=1))
     if not args.quiet:
-        print(f"{PROG}: {counts['ok']} colorized, {counts['skipped']} skipped, {counts['error']} failed in {total:.1f} s",
+        hinted = f" ({counts['with_hints']} with colour hints)" if counts["with_hints"] else ""
+        print(f"{PROG}: {counts['ok']} colorized{hinted}, {counts['skipped']} skipped, {counts['error']} failed in {total:.1f} s",
               file=sys.stderr)
     return 1 if counts["error"] else 0
+
+
+def _output_folder_problem(folder: Path) -> str | None:
+    """Why files could not be written into ``folder`` (which may not exist yet), or None. Creates nothing."""
+    existing = folder.absolute()
+    while not os.path.exists(existing) and existing.parent != existing:
+        existing = existing.parent
+    if not os.path.isdir(existing):
+        return f"cannot create output folder ({existing} is not a folder)"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return "output folder is not writable" if existing == folder.absolute() else \
+            f"cannot create output folder ({existing} is not writable)"
+    return None
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the ones this call created, deepest first."""
+    missing = []
+    while not folder.is_dir() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    created: list[Path] = []
+    try:
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:  # made meanwhile by another job of a sharded batch: not ours to remove
+                if not d.is_dir():
+                    raise
+                continue
+            created.insert(0, d)
+    except BaseException:
+        _remove_folders(created)
+        raise
+    return created
+
+
+def _remove_folders(created: list[Path]) -> None:
+    """Remove folders ``_make_folders`` created (deepest first) as long as they are empty."""
+    for d in created:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (another job wrote into it) or already gone: leave it and its parents
+            break
 
 
 def _load_colorizer(args: argparse.Namespace):
@@ -202,54 +270,73 @@ def _load_colorizer(args: argparse.Namespace):
     return Colorizer.load(args.model, backend=args.backend, render_size=args.render_size, threads=args.threads)
 
 
-def _process(jobs: list, colorizer: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+def _process(jobs: list, colorizer: Any, args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    """Colorize ``jobs`` in order, appending one record per finished job to ``results`` (so that after
+    Ctrl-C the caller knows how far the batch got)."""
     from tqdm import tqdm
 
     from .imageio import DEFAULT_MAX_PIXELS
 
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
-    results = []
     bar = tqdm(jobs, unit="img", disable=True if args.quiet else None, file=sys.stderr, dynamic_ncols=True)
-    for job in bar:
-        t0 = time.perf_counter()
-        rec: dict[str, Any] = {"input": str(job.input), "output": str(job.output) if job.output else None,
-                               "status": "ok", "error": None}
-        if job.error is not None:
-            rec.update(status="error", error=job.error)
-        elif args.skip_existing and job.output.exists():
-            rec["status"] = "skipped"
-        else:
-            err = colorize_file(colorizer, job.input, job.output, args, max_pixels)
-            if err:
-                rec.update(status="error", error=err)
-        rec["seconds"] = round(time.perf_counter() - t0, 4)
-        if rec["status"] == "error":
-            bar.write(f"{PROG}: {job.input}: {rec['error']}", file=sys.stderr)
-        results.append(rec)
-    bar.close()
-    return results
+    try:
+        for job in bar:
+            t0 = time.perf_counter()
+            rec: dict[str, Any] = {"input": str(job.input), "output": str(job.output) if job.output else None,
+                                   "hints": str(job.hints) if job.hints else None, "status": "ok", "error": None}
+            if job.error is not None:
+                rec.update(status="error", error=job.error)
+            elif args.skip_existing and job.output.exists():
+                rec["status"] = "skipped"
+            else:
+                err = colorize_file(colorizer, job.input, job.output, args, max_pixels, job.hints)
+                if err:
+                    rec.update(status="error", error=err)
+            rec["seconds"] = round(time.perf_counter() - t0, 4)
+            if rec["status"] == "error":
+                bar.write(f"{PROG}: {job.input}: {rec['error']}", file=sys.stderr)
+            results.append(rec)
+    finally:
+        bar.close()  # ends the bar's line, so a message after Ctrl-C starts on its own line
 
 
-def colorize_file(colorizer: Any, src: Any, dst: Any, args: argparse.Namespace, max_pixels: int | None) -> str | None:
-    """Colorize one file; None on success, else the one-line reason. Never raises for bad input."""
+def colorize_file(colorizer: Any, src: Any, dst: Any, args: argparse.Namespace, max_pixels: int | None,
+                  hints_path: Any = None) -> str | None:
+    """Colorize one file (with its hint image, if any); None on success, else the one-line reason.
+    Never raises for bad input, and writes nothing when anything about the input or its hints is wrong."""
+    from .hints import HintError, load_hint_image
     from .imageio import ImageError, format_for, read_image, split_luminance, write_image
 
     try:
         fmt = format_for(dst)
         decoded = read_image(src, max_pixels)
+        hints = None
+        if hints_path is not None:
+            try:
+                hints = load_hint_image(hints_path, decoded.image.size)
+            except HintError as exc:
+                return f"hints {hints_path}: {exc}"
         planes = split_luminance(decoded.image)
         bits = 16 if planes.bits == 16 and fmt == "PNG" else 8
-        rgb = colorizer.colorize_planes(planes, args.saturation, bits=bits)
+        rgb = colorizer.colorize_planes(planes, args.saturation, bits=bits, hints=hints)
     except ImageError as exc:
         return str(exc)
+    except HintError as exc:
+        return f"hints {hints_path}: {exc}"
     except MemoryError:
         return "out of memory (try a smaller --max-pixels or a machine with more RAM)"
     except Exception as exc:  # a bug or an odd file must cost one file, not the batch; COLORIZE_GAN_DEBUG=1 re-raises
         if os.environ.get("COLORIZE_GAN_DEBUG"):
             raise
         return f"unexpected error {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    dst = Path(dst)
+    try:
+        created = _make_folders(dst.parent)  # only now: a run that writes nothing creates nothing
+    except OSError as exc:
+        return f"cannot create output folder {dst.parent} ({exc.strerror or exc})"
     try:
         write_image(dst, rgb, planes.alpha, args.quality, decoded.icc, decoded.exif)
+        created = []
     except ImageError as exc:
         return str(exc)
     except OSError as exc:
@@ -258,6 +345,8 @@ def colorize_file(colorizer: Any, src: Any, dst: Any, args: argparse.Namespace, 
         if os.environ.get("COLORIZE_GAN_DEBUG"):
             raise
         return f"cannot write {dst} ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+    finally:  # the write failed or was interrupted: folders made for it go too
+        _remove_folders(created)
     return None
 
 

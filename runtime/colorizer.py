@@ -129,8 +129,26 @@ class Colorizer:
         L = fastcolor.src8_to_l(small)
         return prepare_l(L, self.spec.size_multiple, size)[0], g
 
-    def predict_ab(self, net_L: np.ndarray) -> np.ndarray:
-        return self.backend.run(net_L)
+    @property
+    def takes_hints(self) -> bool:
+        """Whether the model takes colour hints (``spec.hints``)."""
+        return bool(self.spec.hints)
+
+    def hint_input(self, hints: Any, geom: Geometry) -> np.ndarray | None:
+        """Hints (runtime.hints: an RGBA image or a point list, full-resolution coordinates) -> the network's hint
+        input for a frame of ``geom``, or None when there are none. A model without hint inputs refuses hints."""
+        from .hints import HintError, hint_input
+
+        net = hint_input(hints, geom)
+        if net is not None and not self.takes_hints:
+            raise HintError("this model takes no colour hints (its spec has hints: false)")
+        return net
+
+    def predict_ab(self, net_L: np.ndarray, net_hints: np.ndarray | None = None) -> np.ndarray:
+        """(N,1,h,w) L [+ (N,3,h,w) hint input] -> (N,2,h,w) ab. No hints is the automatic result."""
+        if net_hints is None:
+            return self.backend.run(net_L)
+        return self.backend.run(net_L, net_hints)
 
     def finish(self, L_full: np.ndarray, ab_net: np.ndarray, geom: Geometry, saturation: float = 1.0) -> np.ndarray:
         """L (H, W) + network ab (2, net_h, net_w) -> sRGB float32 (H, W, 3) in [0, 1]."""
@@ -141,9 +159,10 @@ class Colorizer:
         return fastcolor.finish(L_full, ab_net, geom, saturation, out="u8", threads=self.threads)
 
     # -- whole images ----------------------------------------------------------------------------
-    def colorize_array(self, image: np.ndarray, saturation: float = 1.0, render_size: int | None = None) -> np.ndarray:
+    def colorize_array(self, image: np.ndarray, saturation: float = 1.0, render_size: int | None = None,
+                       hints: Any = None) -> np.ndarray:
         """Grey (H, W) or RGB(A) (H, W, 3|4) array -> sRGB float32 (H, W, 3) in [0, 1].
-        uint8 and uint16 are scaled by their range; floats are taken as [0, 1]."""
+        uint8 and uint16 are scaled by their range; floats are taken as [0, 1]. ``hints``: as :meth:`colorize`."""
         a = np.asarray(image)
         if a.ndim == 3 and a.shape[2] == 4:
             a = a[..., :3]
@@ -156,27 +175,33 @@ class Colorizer:
             f = np.clip(a.astype(np.float32) / np.float32(scale), 0, 1)
             L = grey_to_l(f) if f.ndim == 2 else rgb_to_l(f)
         net_L, geom = self.prepare(L, render_size)
-        return self.finish(L, self.predict_ab(net_L)[0], geom, saturation)
+        return self.finish(L, self.predict_ab(net_L, self.hint_input(hints, geom))[0], geom, saturation)
 
-    def colorize(self, img: "Image.Image", saturation: float = 1.0, render_size: int | None = None) -> "Image.Image":
+    def colorize(self, img: "Image.Image", saturation: float = 1.0, render_size: int | None = None,
+                 hints: Any = None) -> "Image.Image":
         """A PIL image of any supported mode -> a colour PIL image of the same size (RGB, or RGBA if
         it had alpha; 16-bit grey inputs give an RGB image quantised to 8 bits: use
         :meth:`colorize_planes` for 16-bit output). EXIF orientation is the caller's business
-        (runtime.imageio.read_image applies it)."""
+        (runtime.imageio.read_image applies it).
+
+        ``hints`` (models with ``spec.hints``): an RGBA image the size of ``img`` whose opaque pixels are
+        hint colours, or a list of points ``(x, y, colour[, radius])`` / runtime.hints.HintPoint. None, an
+        empty list or a fully transparent image give the automatic result, bit for bit."""
         from . import imageio
 
         planes = imageio.split_luminance(img)
-        rgb = self.colorize_planes(planes, saturation, render_size, bits=8)
+        rgb = self.colorize_planes(planes, saturation, render_size, bits=8, hints=hints)
         return imageio.merge_planes(rgb, planes.alpha)
 
     def colorize_planes(self, planes: Any, saturation: float = 1.0, render_size: int | None = None,
-                        bits: int = 8, timings: dict[str, float] | None = None) -> np.ndarray:
+                        bits: int = 8, timings: dict[str, float] | None = None, hints: Any = None) -> np.ndarray:
         """Colorize a decoded image's luminance planes (runtime.imageio.Planes) -> uint8 or uint16 RGB."""
         t = time.perf_counter()
         fast = bits == 8 and planes.src8 is not None
         net_L, geom = self.prepare_src8(planes.src8, render_size) if fast else self.prepare(planes.L, render_size)
+        net_hints = self.hint_input(hints, geom)
         t1 = time.perf_counter()
-        ab = self.predict_ab(net_L)[0]
+        ab = self.predict_ab(net_L, net_hints)[0]
         t2 = time.perf_counter()
         if fast:
             rgb = fastcolor.finish_src(planes.src8, ab, geom, saturation, threads=self.threads)

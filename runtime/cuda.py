@@ -1,4 +1,5 @@
-"""A small cffi (ABI mode) binding to libcudart: device queries, device/pinned memory, streams, async copies.
+"""A small cffi (ABI mode) binding to libcudart: device queries, device/pinned memory, streams, async copies
+and memsets.
 
 The TensorRT backend drives the GPU through this module, so TensorRT inference needs neither torch
 nor pycuda. Nothing is loaded at import time: ``load()`` finds libcudart (an explicit
@@ -38,6 +39,7 @@ cudaError_t cudaFree(void *ptr);
 cudaError_t cudaHostAlloc(void **ptr, size_t size, unsigned int flags);
 cudaError_t cudaFreeHost(void *ptr);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, int kind, cudaStream_t stream);
+cudaError_t cudaMemsetAsync(void *devPtr, int value, size_t count, cudaStream_t stream);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
@@ -291,6 +293,14 @@ class CudaRuntime:
             self.lib.cudaMemcpyAsync(self.ffi.cast("void *", dst), self.ffi.cast("void *", src), nbytes, kind, stream._handle),
             "cudaMemcpyAsync",
             f"{nbytes} bytes, kind {kind}",
+        )
+
+    def memset_async(self, dst: int, value: int, nbytes: int, stream: Stream) -> None:
+        """Set ``nbytes`` of device memory at ``dst`` to the byte ``value``, queued on ``stream``."""
+        self.check(
+            self.lib.cudaMemsetAsync(self.ffi.cast("void *", dst), int(value), nbytes, stream._handle),
+            "cudaMemsetAsync",
+            f"{nbytes} bytes",
         )
 
     def synchronize(self) -> None:

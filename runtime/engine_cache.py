@@ -1,8 +1,8 @@
 """A per-user cache of built TensorRT engines, keyed by everything an engine depends on.
 
 A serialized engine only runs with the exact TensorRT build and GPU architecture it was built
-for, the ONNX it was built from, its optimization profile and its precision. ``EngineKey`` holds
-those; its digest names the cache files ``<stem>-<digest>.engine`` and ``.engine.json`` (the sidecar,
+for, the ONNX it was built from, its inputs (L alone, or L and a hint input), its optimization
+profile and its precision. ``EngineKey`` holds those; its digest names the cache files ``<stem>-<digest>.engine`` and ``.engine.json`` (the sidecar,
 written last, so an engine without a valid sidecar is never trusted). ``get_or_build`` takes a file
 lock so two processes asking for the same missing engine build it once, and rebuilds when the
 sidecar does not match or the engine fails to deserialize. No TensorRT import here: the backend
@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from .engine_profile import Profile
+from .engine_profile import Inputs, Profile
 
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2  # 2: the key records the model's inputs (colour-hint models have two)
 ENV_CACHE = "COLORIZE_GAN_CACHE"
 T = TypeVar("T")
 
@@ -63,16 +63,21 @@ class EngineKey:
     onnx_sha256: str
     profile: Profile
     precision: str  # "fp16" | "fp32"
+    # (name, channels) of every network input, L first: (("L", 1),) or (("L", 1), ("hints", 3)); the profile's
+    # batch, H and W apply to each. The ONNX hash differs between such models already; this says it in the sidecar.
+    inputs: Inputs
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["profile"] = self.profile.to_dict()
+        d["inputs"] = [[name, int(channels)] for name, channels in self.inputs]  # a list: JSON keeps its order
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EngineKey":
         fields = {k: data[k] for k in ("tensorrt_version", "gpu_name", "compute_capability", "onnx_sha256", "precision")}
-        return cls(profile=Profile.from_dict(data["profile"]), **fields)
+        inputs = tuple((str(name), int(channels)) for name, channels in data["inputs"])
+        return cls(profile=Profile.from_dict(data["profile"]), inputs=inputs, **fields)
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:20]

@@ -7,6 +7,11 @@ min and max. H and W must also be multiples of ``spec.size_multiple`` (every dow
 U-Net must round-trip). The runtime splits a batch larger than the profile's max into chunks and
 pads a chunk smaller than its min; it cannot change H or W (the Colorizer picks the render size),
 so an H/W outside the profile is an error that says which profile would fit.
+
+A model has one input, L (N, 1, H, W), or two when it takes colour hints (``spec.hints``): L and the
+hint input (N, 3, H, W), which shares N, H and W with L. So one (N, H, W) profile describes every
+input (``model_inputs`` gives their names and channels, ``input_profiles`` their NCHW shapes), and a
+chunk of a batch is the same rows of both.
 """
 from __future__ import annotations
 
@@ -15,7 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backends.base import check_hints
+
 Shape = tuple[int, int, int]  # (batch, height, width); the channel dim is fixed by the model
+Inputs = tuple[tuple[str, int], ...]  # the model's inputs as (name, channels), L first
+HINT_CHANNELS = 3  # [a, b, mask]
 
 _SHAPE_RE = re.compile(r"^\s*(\d+)\s*[xX,]\s*(\d+)\s*[xX,]\s*(\d+)\s*$")
 
@@ -28,7 +37,7 @@ def parse_shape(text: str) -> Shape:
     return int(m.group(1)), int(m.group(2)), int(m.group(3))
 
 
-def format_shape(shape: Shape) -> str:
+def format_shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(v) for v in shape)
 
 
@@ -47,7 +56,7 @@ class Profile:
                 raise ValueError(f"{label} shape {shape} must be three positive integers (N, H, W)")
             for dim, v in zip(("H", "W"), shape[1:]):
                 if v % size_multiple:
-                    raise ValueError(f"{label} {dim}={v} is not a multiple of {size_multiple} (2**depth of the model)")
+                    raise ValueError(f"{label} {dim}={v} is not a multiple of {size_multiple} (the model's size multiple)")
         for i, dim in enumerate("NHW"):
             if not self.min[i] <= self.opt[i] <= self.max[i]:
                 raise ValueError(f"profile {dim} must satisfy min <= opt <= max, got {self.min[i]}, {self.opt[i]}, {self.max[i]}")
@@ -74,6 +83,19 @@ class Profile:
         return self.min[1] <= h <= self.max[1] and self.min[2] <= w <= self.max[2]
 
 
+def model_inputs(spec) -> Inputs:
+    """The network's inputs as (name, channels): L, then the hint input of a model that takes hints."""
+    inputs: Inputs = ((spec.input_name, 1),)
+    if spec.hints:
+        inputs += ((spec.hint_name, HINT_CHANNELS),)
+    return inputs
+
+
+def input_profiles(profile: Profile, inputs: Inputs) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """NCHW min/opt/max per input name: the same batch, H and W for every input, each with its channels."""
+    return {name: profile.input_shapes(channels) for name, channels in inputs}
+
+
 def default_profile(size_multiple: int, size: int = 512, max_batch: int = 16) -> Profile:
     """A profile for typical use: one image up to ``size`` px (multiples of ``size_multiple``), batches up to ``max_batch``."""
     size = max(size_multiple, size // size_multiple * size_multiple)
@@ -93,7 +115,8 @@ class Chunk:
 def plan_batches(n: int, h: int, w: int, profile: Profile) -> list[Chunk]:
     """How to run a batch of ``n`` (H, W) inputs on an engine with ``profile``.
 
-    Chunks of at most max-batch rows; a chunk below min-batch is padded up to it. Raises ValueError
+    Chunks of at most max-batch rows; a chunk below min-batch is padded up to it (with zero rows, in L and
+    in the hint input alike: a chunk is the same rows of every input). Raises ValueError
     when H or W is outside the profile (the engine cannot run it; splitting cannot help).
     """
     if n < 1:
@@ -119,3 +142,15 @@ def check_input(L: np.ndarray, spec) -> np.ndarray:
     if L.shape[2] % m or L.shape[3] % m:
         raise ValueError(f"H and W must be multiples of {m}, got {L.shape[2]}x{L.shape[3]}")
     return np.ascontiguousarray(L, dtype=np.float32)
+
+
+def check_inputs(L: np.ndarray, hints: np.ndarray | None, spec) -> tuple[np.ndarray, np.ndarray | None]:
+    """(L, hints) as float32 contiguous arrays to run, hints None when none were given (the backend feeds
+    zeros to a hint model), or ValueError: bad L, hints of the wrong shape, or hints for a model without
+    a hint input."""
+    L = check_input(L, spec)
+    if hints is None:
+        return L, None
+    if not spec.hints:
+        raise ValueError(f"the model {spec.name!r} takes no colour hints (spec.hints is false)")
+    return L, check_hints(L, hints)

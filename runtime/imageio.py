@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,9 +186,11 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: Image.Image | N
     icc = rgb_icc(icc)
     if rgb.dtype == np.uint16 and fmt != "PNG":
         rgb = (rgb >> 8).astype(np.uint8)  # only PNG carries 16-bit RGB here; others get the top byte
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    # The temporary name is fixed before the file exists, so whatever stops us -- an encoder error, a full disk,
+    # Ctrl-C between the file's creation and its first byte -- the cleanup below knows what to remove.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:  # "x": never an existing file; permissions from the umask, like any new file
             if rgb.dtype == np.uint16:
                 a16 = None if alpha is None else (np.asarray(alpha, dtype=np.uint16) * 257)
                 write_png16(f, rgb, a16, icc)
@@ -205,13 +206,9 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: Image.Image | N
                 if fmt == "TIFF":
                     opts["compression"] = "tiff_deflate"
                 im.save(f, format=fmt, **opts)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException:  # KeyboardInterrupt included: no temporary file survives an interrupted write
+        tmp.unlink(missing_ok=True)
         raise
 
 

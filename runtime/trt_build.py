@@ -6,8 +6,13 @@ in TensorRT 11, and code that silently skips it builds an FP32 engine labelled F
 is strongly typed (an explicit flag on 10, the only semantics on 11) and the result is checked
 twice: layer dtypes in the parsed network before the build, the engine inspector after it.
 
-The pure parts (flags from a version, parser-error formatting, precision verdicts) are plain
-functions so they are tested without TensorRT; ``build_engine`` itself needs TensorRT and a GPU.
+The network's inputs must be exactly the model's (``engine_profile.model_inputs``: L, plus the hint
+input of a model that takes colour hints), and the optimization profile gives each of them the same
+batch, H and W (the hint input with its 3 channels): they are one image's planes.
+
+The pure parts (flags from a version, parser-error formatting, input checks, precision verdicts) are
+plain functions so they are tested without TensorRT; ``build_engine`` itself needs TensorRT and a GPU
+(its calls are tested against a fake of the builder API: tests/test_build_engine.py).
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .engine_profile import Profile
+from .engine_profile import Inputs, Profile, format_shape, input_profiles, model_inputs
 from .spec import ModelSpec
 
 PRECISIONS = ("fp16", "fp32")
@@ -85,6 +90,23 @@ def _parser_issues(parser) -> list[ParserIssue]:
             )
         )
     return issues
+
+
+def input_problems(found: dict[str, tuple[int, ...]], inputs: Inputs, onnx_path: str) -> list[str]:
+    """Why the parsed network's inputs ``found`` ({name: shape, -1 for dynamic dims}) do not fit the model's
+    ``inputs`` ((name, channels), from the spec); empty when they do."""
+    want = dict(inputs)
+    problems = []
+    if set(found) != set(want):
+        problems.append(f"{onnx_path} has inputs {sorted(found)}, the model spec wants {sorted(want)}")
+    for name, shape in found.items():
+        if name not in want:
+            continue
+        if len(shape) != 4:
+            problems.append(f"input {name!r} has shape {list(shape)}, expected N x {want[name]} x H x W")
+        elif shape[1] not in (-1, want[name]):
+            problems.append(f"input {name!r} has {shape[1]} channels, the model spec wants {want[name]}")
+    return problems
 
 
 def dtype_kind(text: str) -> str:
@@ -197,9 +219,11 @@ def build_engine(
     if not parser.parse_from_file(str(onnx_path)):
         raise BuildError(format_parser_errors(_parser_issues(parser), str(onnx_path)))
 
-    names = {network.get_input(i).name for i in range(network.num_inputs)}
-    if spec.input_name not in names:
-        raise BuildError(f"ONNX input {spec.input_name!r} not found (inputs: {sorted(names)})")
+    inputs = model_inputs(spec)
+    found = {network.get_input(i).name: tuple(int(d) for d in network.get_input(i).shape) for i in range(network.num_inputs)}
+    problems = input_problems(found, inputs, str(onnx_path))
+    if problems:
+        raise BuildError("; ".join(problems))
     net_kinds = network_layer_kinds(network, trt)
     problem = precision_problem(net_kinds, precision, "parsed network")
     if problem:
@@ -210,7 +234,9 @@ def build_engine(
     # DETAILED keeps per-layer formats in the engine so the inspector can verify the precision below.
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     opt_profile = builder.create_optimization_profile()
-    opt_profile.set_shape(spec.input_name, *profile.input_shapes(1))
+    shapes = input_profiles(profile, inputs)  # every input: the same batch, H and W
+    for name, (mn, opt, mx) in shapes.items():
+        opt_profile.set_shape(name, mn, opt, mx)
     config.add_optimization_profile(opt_profile)
 
     cache_bytes = b""
@@ -243,14 +269,16 @@ def build_engine(
         raise BuildError(problem)
     report = {
         "precision_check": {"network": dict(net_kinds), "engine": dict(eng_kinds)},
+        "input_profiles": {name: dict(zip(("min", "opt", "max"), map(format_shape, s))) for name, s in shapes.items()},
         "workspace_bytes": int(workspace_bytes),
         "spec": spec.to_dict(),
     }
     return BuildResult(data, report)
 
 
-def current_key(trt_version: str, rt, device: int, onnx_path: str | Path, profile: Profile, precision: str):
-    """The EngineKey for building ``onnx_path`` on this machine's ``device`` (``rt``: a runtime.cuda.CudaRuntime)."""
+def current_key(trt_version: str, rt, device: int, onnx_path: str | Path, profile: Profile, precision: str, inputs: Inputs):
+    """The EngineKey for building ``onnx_path`` (a model with ``inputs``: ``engine_profile.model_inputs(spec)``)
+    on this machine's ``device`` (``rt``: a runtime.cuda.CudaRuntime)."""
     from .engine_cache import EngineKey, sha256_file
 
     return EngineKey(
@@ -260,4 +288,5 @@ def current_key(trt_version: str, rt, device: int, onnx_path: str | Path, profil
         onnx_sha256=sha256_file(onnx_path),
         profile=profile,
         precision=precision,
+        inputs=tuple(inputs),
     )

@@ -116,6 +116,7 @@ def colorize_video(
     inp = _open_input(src)
     tmp = _temp_path(dst)
     out = None
+    bar = None
     ok = False
     t0 = time.perf_counter()
     try:
@@ -204,7 +205,6 @@ def colorize_video(
         writer.flush(out)
         for p in passes.values():
             p.flush(out)
-        bar.close()
         out.close()
         out = None
         os.replace(tmp, dst)
@@ -220,14 +220,19 @@ def colorize_video(
     except av.error.FFmpegError as exc:
         raise VideoError(f"{src}: {exc.strerror or exc}") from None
     finally:
-        inp.close()
-        if not ok:
-            if out is not None:
+        # Nested so that the temp file goes even when a second Ctrl-C interrupts one of the steps before.
+        try:
+            if bar is not None:
+                bar.close()  # ends the progress line, so a message after an error or Ctrl-C starts on its own line
+            inp.close()
+            if not ok and out is not None:
                 try:
                     out.close()
                 except Exception:  # the file is being deleted anyway; the first error is the one to report
                     pass
-            tmp.unlink(missing_ok=True)
+        finally:
+            if not ok:
+                tmp.unlink(missing_ok=True)
 
 
 def _chain(*iterables):

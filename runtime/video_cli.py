@@ -3,6 +3,8 @@
 runtime/cli.py registers it with ``add_parser(subparsers)`` and dispatches to ``run(args)``. Bad
 input of any kind (not a video, no video stream, zero frames, a truncated file, an unknown codec)
 ends in one line on stderr and a non-zero exit, never a traceback, and never a partial output file.
+Ctrl-C at any point (loading the model included) is one line and exit status 130, with no output
+file and no temp file left.
 """
 from __future__ import annotations
 
@@ -68,6 +70,14 @@ def _error(msg: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        return _run(args)
+    except KeyboardInterrupt:  # colorize_video removed its temp file; nothing was renamed into place
+        print(f"colorize-gan video: interrupted; {args.output} was not written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         import av  # noqa: F401  (PyAV is an optional extra)
     except ImportError:
         return _error("video needs PyAV: pip install 'colorize-gan[video]'")
@@ -96,9 +106,6 @@ def run(args: argparse.Namespace) -> int:
         result = colorize_video(colorizer, args.input, out, opts)
     except VideoError as exc:
         return _error(str(exc))
-    except KeyboardInterrupt:
-        print(f"colorize-gan video: interrupted; {out} was not written", file=sys.stderr)
-        return EXIT_INTERRUPTED
     finally:
         colorizer.close()
     extra = f", {len(result.copied)} stream(s) copied" if result.copied else ""

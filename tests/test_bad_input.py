@@ -103,8 +103,28 @@ def test_write_failure_leaves_nothing(capsys, tmp_path, grey_image, tiny_bundle,
     code = main([str(tmp_path / "a.png"), "-o", str(out), "--model", str(tiny_bundle)])
     err = capsys.readouterr().err
     assert code == 1 and "No space left on device" in err and "Traceback" not in err
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # neither a partial file nor the temporary one, nor the folder made for them
     assert imageio  # the module under test wrote through a temporary file
+
+
+@pytest.mark.parametrize("name, data, output", [
+    ("song.m4a", b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00" + bytes(200), "out.mp4"),  # not an image: -o is a folder
+    ("broken.jpg", b"\xff\xd8\xff\xe0 not really a JPEG" * 3, "newdir/"),
+    ("broken.png", b"\x89PNG\r\n\x1a\n" + bytes(40), "newdir/deeper/one.png"),
+])
+def test_a_run_that_writes_nothing_creates_nothing(capsys, tmp_path, tiny_bundle, name, data, output):
+    (tmp_path / name).write_bytes(data)
+    code = main([str(tmp_path / name), "-o", str(tmp_path / output), "--model", str(tiny_bundle)])
+    err = capsys.readouterr().err
+    assert code == 1 and f"{tmp_path / name}: " in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no output folder, empty or not
+
+
+def test_setup_failure_creates_nothing(capsys, tmp_path, grey_image):
+    (tmp_path / "a.png").write_bytes(_png(grey_image))
+    code = main([str(tmp_path / "a.png"), "-o", str(tmp_path / "new" / "out"), "--model", str(tmp_path / "missing.json")])
+    assert code == 2 and "missing.json" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
 
 
 def test_decompression_bomb_guard(capsys, tmp_path, grey_image, tiny_bundle):

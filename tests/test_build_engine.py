@@ -1,4 +1,6 @@
-"""tools/build_engine.py argument validation (without TensorRT) and the pure parts of runtime/trt_build.py."""
+"""tools/build_engine.py argument validation (without TensorRT), the pure parts of runtime/trt_build.py, and
+``build_engine`` itself driven through a fake of TensorRT's builder API (which inputs get which profile shapes,
+input checks, the report)."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,9 +9,11 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from runtime.engine_profile import Profile
 from runtime.spec import ModelSpec
 from runtime import trt_build as tb
 
@@ -26,12 +30,23 @@ def _tool():
     return mod
 
 
+HINT_SPEC = ModelSpec(encoder="efficientnet-lite0", hints=True)
+
+
 @pytest.fixture
 def bundle(tmp_path):
     """A bundle whose files exist (the plan only needs paths and the spec; nothing is parsed)."""
     spec = ModelSpec(depth=6)
     (tmp_path / "m.json").write_text(json.dumps({"spec": spec.to_dict()}))
     (tmp_path / "m_fp16.onnx").write_bytes(b"onnx")
+    return tmp_path
+
+
+@pytest.fixture
+def hint_bundle_files(tmp_path):
+    """The same for a model that takes colour hints (size multiple 32)."""
+    (tmp_path / "h.json").write_text(json.dumps({"spec": HINT_SPEC.to_dict()}))
+    (tmp_path / "h_fp16.onnx").write_bytes(b"onnx")
     return tmp_path
 
 
@@ -45,6 +60,8 @@ def test_help_works_without_tensorrt_and_says_how_to_install():
     assert out.returncode == 0, out.stderr
     assert "pip install 'colorize-gan[tensorrt]'" in out.stdout and "tensorrt-cu12" in out.stdout
     assert "--max NxHxW" in out.stdout
+    text = " ".join(out.stdout.split())
+    assert "applies to every input of the model: L (N x 1 x H x W)" in text and "hint input (N x 3 x H x W)" in text
 
 
 def test_defaults(bundle):
@@ -81,6 +98,15 @@ def test_bad_arguments_exit_2_with_one_clear_line(bundle, args, message):
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("build_engine.py: error:") and message in last, out.stderr
+
+
+def test_plan_for_a_model_with_hints(hint_bundle_files, bundle):
+    plan = _plan(str(hint_bundle_files / "h_fp16.onnx"), "--max", "8x512x512")
+    assert plan.inputs == (("L", 1), ("hints", 3)) and plan.spec.hints
+    assert (plan.profile.min, plan.profile.opt, plan.profile.max) == ((1, 32, 32), (1, 256, 256), (8, 512, 512))
+    assert _plan(str(bundle / "m_fp16.onnx")).inputs == (("L", 1),)
+    with pytest.raises(ValueError, match="max H=48 is not a multiple of 32"):
+        _plan(str(hint_bundle_files / "h.json"), "--max", "8x48x64")
 
 
 def test_missing_model_and_directory_output(bundle, tmp_path):
@@ -146,3 +172,137 @@ def test_inspector_precision_counts_and_verdicts():
 def test_dtype_kinds():
     kinds = [tb.dtype_kind(s) for s in ("DataType.HALF", "DataType.FLOAT", "DataType.BF16", "DataType.INT8", "DataType.INT32", "Half")]
     assert kinds == ["fp16", "fp32", "bf16", "int8", "other", "fp16"]
+
+
+def test_network_inputs_must_be_the_models():
+    hints = (("L", 1), ("hints", 3))
+    assert tb.input_problems({"L": (-1, 1, -1, -1)}, (("L", 1),), "m.onnx") == []
+    assert tb.input_problems({"hints": (-1, 3, -1, -1), "L": (-1, 1, -1, -1)}, hints, "h.onnx") == []
+    assert tb.input_problems({"L": (-1, -1, -1, -1), "hints": (-1, -1, -1, -1)}, hints, "h.onnx") == []  # dynamic: unknown
+    assert tb.input_problems({"L": (-1, 1, -1, -1)}, hints, "m.onnx") == ["m.onnx has inputs ['L'], the model spec wants ['L', 'hints']"]
+    assert tb.input_problems({"L": (-1, 1, -1, -1), "hints": (-1, 3, -1, -1)}, (("L", 1),), "h.onnx") == [
+        "h.onnx has inputs ['L', 'hints'], the model spec wants ['L']"]
+    assert tb.input_problems({"L": (-1, 1, -1, -1), "hints": (-1, 2, -1, -1)}, hints, "h.onnx") == [
+        "input 'hints' has 2 channels, the model spec wants 3"]
+    assert tb.input_problems({"L": (-1, 1, -1)}, (("L", 1),), "m.onnx") == ["input 'L' has shape [-1, 1, -1], expected N x 1 x H x W"]
+
+
+# -- build_engine through a fake TensorRT -----------------------------------------------------------------
+
+def fake_tensorrt(inputs: dict[str, tuple[int, ...]], calls: list):
+    """The part of TensorRT's builder API build_engine uses; records what it is asked. ``inputs``: the parsed
+    network's inputs {name: shape}."""
+    enum = SimpleNamespace
+    layer_type = enum(CONVOLUTION="conv", DECONVOLUTION="deconv", MATRIX_MULTIPLY="matmul")
+    conv = SimpleNamespace(type="conv", get_output=lambda i: SimpleNamespace(dtype="DataType.HALF"))
+    network = SimpleNamespace(
+        num_inputs=len(inputs), get_input=lambda i: SimpleNamespace(name=list(inputs)[i], shape=list(inputs.values())[i]),
+        num_layers=3, get_layer=lambda i: conv,
+    )
+    profile = SimpleNamespace(set_shape=lambda name, mn, opt, mx: calls.append(("set_shape", name, mn, opt, mx)))
+    timing = SimpleNamespace(serialize=lambda: b"timing")
+    config = SimpleNamespace(
+        set_memory_pool_limit=lambda pool, size: calls.append(("workspace", size)),
+        add_optimization_profile=lambda p: calls.append(("add_profile", p is profile)),
+        create_timing_cache=lambda data: timing, set_timing_cache=lambda cache, ignore: True,
+        get_timing_cache=lambda: timing, profiling_verbosity=None,
+    )
+    inspector = json.dumps({"Layers": [{"Outputs": [{"Format/Datatype": "Half"}]}] * 3})
+    engine = SimpleNamespace(create_engine_inspector=lambda: SimpleNamespace(get_engine_information=lambda fmt: inspector))
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            calls.append(("flags", flags))
+            return network
+
+        def create_builder_config(self):
+            return config
+
+        def create_optimization_profile(self):
+            return profile
+
+        def build_serialized_network(self, net, cfg):
+            calls.append(("build",))
+            return b"serialized engine"
+
+    class OnnxParser:
+        num_errors = 0
+
+        def __init__(self, net, logger):
+            pass
+
+        def parse_from_file(self, path):
+            calls.append(("parse", path))
+            return True
+
+    return SimpleNamespace(
+        __version__="10.13.0.35", NetworkDefinitionCreationFlag=enum(STRONGLY_TYPED=5),
+        Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None}),
+        Builder=Builder, OnnxParser=OnnxParser, LayerType=layer_type, MemoryPoolType=enum(WORKSPACE="workspace"),
+        ProfilingVerbosity=enum(DETAILED="detailed"), LayerInformationFormat=enum(JSON="json"),
+        Runtime=lambda logger: SimpleNamespace(deserialize_cuda_engine=lambda data: engine),
+    )
+
+
+FAKE_PROFILE = Profile((1, 32, 32), (2, 256, 256), (8, 512, 512))
+
+
+def test_build_sets_one_profile_for_both_inputs(monkeypatch, tmp_path):
+    calls: list = []
+    monkeypatch.setattr(tb, "import_tensorrt", lambda: fake_tensorrt({"L": (-1, 1, -1, -1), "hints": (-1, 3, -1, -1)}, calls))
+    result = tb.build_engine(tmp_path / "h_fp16.onnx", HINT_SPEC, FAKE_PROFILE, "fp16", log=lambda m: None)
+    assert result.engine == b"serialized engine"
+    assert [c[1:] for c in calls if c[0] == "set_shape"] == [
+        ("L", (1, 1, 32, 32), (2, 1, 256, 256), (8, 1, 512, 512)),
+        ("hints", (1, 3, 32, 32), (2, 3, 256, 256), (8, 3, 512, 512)),
+    ]
+    assert calls.count(("add_profile", True)) == 1 and ("flags", 1 << 5) in calls
+    assert result.report["input_profiles"] == {
+        "L": {"min": "1x1x32x32", "opt": "2x1x256x256", "max": "8x1x512x512"},
+        "hints": {"min": "1x3x32x32", "opt": "2x3x256x256", "max": "8x3x512x512"},
+    }
+
+
+def test_build_of_a_hintless_model_sets_l_only(monkeypatch, tmp_path):
+    calls: list = []
+    monkeypatch.setattr(tb, "import_tensorrt", lambda: fake_tensorrt({"L": (-1, 1, -1, -1)}, calls))
+    spec = ModelSpec(depth=5)
+    result = tb.build_engine(tmp_path / "m_fp16.onnx", spec, FAKE_PROFILE, "fp16", log=lambda m: None)
+    assert [c[1] for c in calls if c[0] == "set_shape"] == ["L"] and list(result.report["input_profiles"]) == ["L"]
+
+
+@pytest.mark.parametrize("inputs, spec, message", [
+    ({"L": (-1, 1, -1, -1)}, HINT_SPEC, r"has inputs \['L'\], the model spec wants \['L', 'hints'\]"),
+    ({"L": (-1, 1, -1, -1), "hints": (-1, 3, -1, -1)}, ModelSpec(depth=5), r"has inputs \['L', 'hints'\], the model spec wants \['L'\]"),
+])
+def test_build_refuses_an_onnx_whose_inputs_are_not_the_models(monkeypatch, tmp_path, inputs, spec, message):
+    calls: list = []
+    monkeypatch.setattr(tb, "import_tensorrt", lambda: fake_tensorrt(inputs, calls))
+    with pytest.raises(tb.BuildError, match=message):
+        tb.build_engine(tmp_path / "x_fp16.onnx", spec, FAKE_PROFILE, "fp16", log=lambda m: None)
+    assert not any(c[0] in ("set_shape", "build") for c in calls)  # refused before any profile or build
+
+
+def test_tool_build_writes_a_sidecar_recording_both_inputs(monkeypatch, hint_bundle_files, tmp_path):
+    """tools/build_engine.py's build() end to end with the fake TensorRT and a fake GPU: the engine lands in the
+    cache under the key the backend computes, and its sidecar names both inputs and their profile shapes."""
+    from runtime import cuda
+    from runtime import engine_cache as ec
+    from runtime.engine_profile import model_inputs
+
+    calls: list = []
+    monkeypatch.setattr(tb, "import_tensorrt", lambda: fake_tensorrt({"L": (-1, 1, -1, -1), "hints": (-1, 3, -1, -1)}, calls))
+    gpu = SimpleNamespace(set_device=lambda d: None, device_name=lambda d: "NVIDIA H200", compute_capability=lambda d: (9, 0))
+    monkeypatch.setattr(cuda, "load", lambda *a: gpu)
+    monkeypatch.setattr(cuda, "probe", lambda *a: None)
+    monkeypatch.setenv(ec.ENV_CACHE, str(tmp_path / "cache"))
+    plan = _plan(str(hint_bundle_files / "h_fp16.onnx"), "--no-timing-cache")
+    path = _tool().build(plan, log=lambda m: None)
+    meta = ec.read_sidecar(path)
+    assert meta["inputs"] == [["L", 1], ["hints", 3]] and set(meta["input_profiles"]) == {"L", "hints"}
+    assert meta["input_profiles"]["hints"]["max"] == "16x3x1024x1024"
+    key = tb.current_key("10.13.0.35", gpu, 0, plan.onnx, plan.profile, "fp16", model_inputs(HINT_SPEC))
+    assert path == ec.engine_path_for(key, "h_fp16") and ec.sidecar_mismatches(meta, key, path) == []

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import subprocess
 import sys
 import zlib
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
+from process_helpers import colorize_gan_command, interrupt_when
 from runtime.cli import main
 
 
@@ -147,3 +150,80 @@ def test_video_input_gets_a_hint(capsys, tmp_path, tiny_bundle):
     (tmp_path / "clip.mp4").write_bytes(b"\x00" * 64)
     code, _, err = run(capsys, tmp_path / "clip.mp4", "-o", tmp_path / "o", "--model", tiny_bundle)
     assert code == 1 and "colorize-gan video" in err
+
+
+# -- Ctrl-C and output folders ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_skip_existing_resumes(tmp_path, grey_image):
+    """A real batch with the embedded model, interrupted after its first output: exit 130, one line, no traceback,
+    no partial or temporary file; a rerun with --skip-existing does exactly the rest."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(30):
+        Image.fromarray(np.roll(grey_image, 6 * i, axis=1)).save(src / f"p{i:02d}.png")
+    cmd = colorize_gan_command() + [str(src), "-o", str(out)]
+    code, _, err = interrupt_when(cmd, lambda _err: out.is_dir() and any(p.suffix == ".png" for p in out.iterdir()))
+    assert code == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    lines = [ln for ln in err.splitlines() if "interrupted" in ln]
+    assert len(lines) == 1, err
+    m = re.fullmatch(r"colorize-gan: interrupted after (\d+) of 30; run again with --skip-existing to continue", lines[0])
+    assert m, lines[0]
+    written = sorted(p.name for p in out.iterdir())
+    assert not [n for n in written if n.startswith(".") or not n.endswith(".png")], written  # no temporaries
+    assert 1 <= len(written) < 30
+    # The file whose write Ctrl-C may have followed by microseconds is complete, but was not counted yet.
+    assert int(m.group(1)) <= len(written) <= int(m.group(1)) + 1
+    for name in written:
+        with Image.open(out / name) as im:
+            im.load()  # every file there is complete
+    proc = subprocess.run(cmd + ["--skip-existing", "--json", "-q"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)["summary"]
+    assert summary["skipped"] == len(written) and summary["ok"] == 30 - len(written) and summary["error"] == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"p{i:02d}.png" for i in range(30)]
+
+
+def test_interrupt_while_writing_leaves_no_temp_file(capsys, tmp_path, grey_image, tiny_bundle, monkeypatch):
+    """Ctrl-C in the middle of an encoder's write (in-process, deterministic): the temporary file goes too,
+    and so does the output folder made for it."""
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for name in ("a.png", "sub/b.png"):
+        Image.fromarray(grey_image).save(src / name)
+    out = tmp_path / "out"
+    real_save = Image.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        if "b.png" in str(getattr(fp, "name", "")):
+            fp.write(b"half a picture")
+            raise KeyboardInterrupt
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    code, _, err = run(capsys, src, "-o", out, "--model", tiny_bundle)
+    assert code == 130, err
+    assert "colorize-gan: interrupted after 1 of 2; run again with --skip-existing to continue" in err
+    assert "Traceback" not in err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["a.png"]
+
+
+def test_early_folder_check_creates_nothing(capsys, tmp_path, grey_image, tiny_bundle):
+    """An output location that cannot be created still fails at once (exit 2), and a writable one is not
+    created before a file is written into it."""
+    Image.fromarray(grey_image).save(tmp_path / "a.png")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file where a folder should be")
+    code, _, err = run(capsys, tmp_path / "a.png", "-o", blocker / "deeper" / "out", "--model", tiny_bundle)
+    assert code == 2 and err.count("\n") == 1 and "cannot create output folder" in err and str(blocker) in err
+    if os.geteuid() != 0:  # root may write anywhere
+        locked.chmod(0o500)
+        code, _, err = run(capsys, tmp_path / "a.png", "-o", locked / "new" / "out", "--model", tiny_bundle)
+        assert code == 2 and "cannot create output folder" in err and not (locked / "new").exists()
+        code, _, err = run(capsys, tmp_path / "a.png", "-o", locked, "--model", tiny_bundle)
+        assert code == 2 and "not writable" in err
+    code, _, err = run(capsys, tmp_path / "a.png", "-o", tmp_path / "new" / "deeper", "--model", tiny_bundle)
+    assert code == 0 and (tmp_path / "new" / "deeper" / "a.png").is_file()

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -65,7 +67,9 @@ def test_error_35_no_driver():
         rt.device_count()
     assert info.value.code == 35 and info.value.name == "cudaErrorInsufficientDriver"
     assert str(info.value) == "cudaGetDeviceCount failed: cudaErrorInsufficientDriver (35)"
-    for call in (lambda: rt.malloc(16), lambda: rt.host_alloc(16), rt.stream, lambda: rt.device_name(0)):
+    default_stream = SimpleNamespace(_handle=rt.ffi.NULL)  # no stream can be created without a driver
+    for call in (lambda: rt.malloc(16), lambda: rt.host_alloc(16), rt.stream, lambda: rt.device_name(0),
+                 lambda: rt.memset_async(0, 0, 16, default_stream)):
         with pytest.raises(cuda.CudaError, match="cudaErrorInsufficientDriver"):
             call()
     assert cuda.probe().startswith("no NVIDIA driver (cudaErrorInsufficientDriver")
@@ -123,6 +127,14 @@ def test_gpu_roundtrip_through_pinned_and_device_memory():
         rt.memcpy_async(h_out.ptr, d.ptr, data.nbytes, cuda.MEMCPY_DEVICE_TO_HOST, stream)
         stream.synchronize()
         np.testing.assert_array_equal(h_out.array(data.shape), data)
+        # memset: the TensorRT backend zero-fills a hint model's hint input this way when no hints are given
+        half = data.nbytes // 2
+        rt.memset_async(d.ptr, 0, half, stream)
+        rt.memcpy_async(h_out.ptr, d.ptr, data.nbytes, cuda.MEMCPY_DEVICE_TO_HOST, stream)
+        stream.synchronize()
+        out = h_out.array(data.shape)
+        assert not out[: data.size // 2].any()
+        np.testing.assert_array_equal(out[data.size // 2 :], data[data.size // 2 :])
     finally:
         d.free()
         h_in.free()

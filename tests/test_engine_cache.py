@@ -1,4 +1,5 @@
-"""Engine cache: keying, sidecar validation, invalidation and rebuild, and the cross-process build lock."""
+"""Engine cache: keying (the model's inputs included), sidecar validation, invalidation and rebuild, and the
+cross-process build lock."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +15,8 @@ from runtime import engine_cache as ec
 from runtime.engine_profile import Profile
 
 PROFILE = Profile((1, 64, 64), (1, 256, 256), (8, 512, 512))
-KEY = ec.EngineKey("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0", "ab" * 32, PROFILE, "fp16")
+L_ONLY, WITH_HINTS = (("L", 1),), (("L", 1), ("hints", 3))
+KEY = ec.EngineKey("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0", "ab" * 32, PROFILE, "fp16", L_ONLY)
 
 
 class Builder:
@@ -41,10 +43,31 @@ def test_key_digest_is_stable_and_covers_every_field():
         "onnx_sha256": "cd" * 32,
         "profile": Profile((1, 64, 64), (1, 256, 256), (16, 512, 512)),
         "precision": "fp32",
+        "inputs": WITH_HINTS,
     }
     assert set(changes) == {f.name for f in dataclasses.fields(ec.EngineKey)}
     digests = {KEY.digest()} | {dataclasses.replace(KEY, **{k: v}).digest() for k, v in changes.items()}
     assert len(digests) == len(changes) + 1
+
+
+def test_key_records_the_models_inputs_in_order():
+    key = dataclasses.replace(KEY, inputs=WITH_HINTS)
+    assert key.to_dict()["inputs"] == [["L", 1], ["hints", 3]]
+    again = ec.EngineKey.from_dict(json.loads(json.dumps(key.to_dict(), sort_keys=True)))
+    assert again == key and again.inputs == WITH_HINTS  # a list, so sorting the sidecar's keys keeps L first
+
+
+def test_engine_for_a_hintless_model_is_never_used_for_a_hint_model(tmp_path):
+    """Even were the ONNX hash the same (it is not: the graphs differ), the inputs keep the engines apart, and a
+    sidecar that records other inputs than the key's is a mismatch, rebuilt."""
+    build = Builder()
+    _, plain, _ = ec.get_or_build(KEY, build, load_ok, stem="m_fp16", root=tmp_path)
+    hint_key = dataclasses.replace(KEY, inputs=WITH_HINTS)
+    engine, hinted, built = ec.get_or_build(hint_key, build, load_ok, stem="m_fp16", root=tmp_path)
+    assert built and hinted != plain and (engine, build.builds) == (b"engine #2", 2)
+    assert ec.read_sidecar(hinted)["inputs"] == [["L", 1], ["hints", 3]] and ec.read_sidecar(plain)["inputs"] == [["L", 1]]
+    problems = ec.sidecar_mismatches(ec.read_sidecar(plain), hint_key, plain)
+    assert problems == ["inputs: engine has [['L', 1]], need [['L', 1], ['hints', 3]]"]
 
 
 def test_cache_dir_env_and_xdg(monkeypatch, tmp_path):
@@ -85,6 +108,7 @@ def test_other_key_gets_its_own_engine(tmp_path):
         (lambda p: _edit_sidecar(p, tensorrt_version="10.0.0"), "tensorrt_version"),
         (lambda p: _edit_sidecar(p, gpu_name="NVIDIA A100"), "gpu_name"),
         (lambda p: _edit_sidecar(p, sidecar_version=99), "sidecar_version"),
+        (lambda p: _edit_sidecar(p, inputs=[["L", 1], ["hints", 3]]), "inputs"),
     ],
 )
 def test_damaged_or_mismatched_entries_are_rebuilt(tmp_path, damage, reason):
@@ -151,7 +175,7 @@ def test_two_processes_build_the_same_engine_once(tmp_path):
         from pathlib import Path
         from runtime import engine_cache as ec
         from runtime.engine_profile import Profile
-        key = ec.EngineKey("10.13", "GPU", "9.0", "00" * 32, Profile((1, 64, 64), (1, 64, 64), (2, 64, 64)), "fp16")
+        key = ec.EngineKey("10.13", "GPU", "9.0", "00" * 32, Profile((1, 64, 64), (1, 64, 64), (2, 64, 64)), "fp16", (("L", 1),))
         root = Path({str(tmp_path)!r})
         def build():
             with open(root / "builds.log", "a") as f:

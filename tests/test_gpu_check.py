@@ -6,13 +6,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from runtime.generator import UNetGenerator  # noqa: E402
+from runtime.generator import build_generator  # noqa: E402
 from runtime.spec import ModelSpec  # noqa: E402
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "gpu_check.py"
@@ -37,7 +38,7 @@ def test_flops_by_hand(gc):
 
 @pytest.mark.parametrize("spec", [ModelSpec(ngf=8, depth=4), ModelSpec(ngf=16, depth=5, upsample="resize", norm="instance")])
 def test_flops_match_torch_flop_counter(gc, spec):
-    g = UNetGenerator(spec).eval()
+    g = build_generator(spec).eval()
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         g(torch.zeros(1, 1, 64, 128))
     assert gc.count_flops(g, (1, 1, 64, 128)) == fc.get_total_flops()
@@ -59,6 +60,17 @@ def test_arguments(gc):
         gc.parse_args(["--sizes", "256,abc"])
     with pytest.raises(SystemExit):
         gc.parse_args(["--batches", "0"])
+    assert gc.parse_args(["--random-hint-model"]).random_hint_model
+    with pytest.raises(SystemExit):
+        gc.parse_args(["--model", "m.json", "--random-hint-model"])
+
+
+def test_hints_are_colour_patches(gc):
+    h = gc.make_hints(3, 64)
+    assert h.shape == (3, 3, 64, 64) and h.dtype == np.float32
+    mask = h[:, 2]
+    assert set(np.unique(mask)) == {0.0, 1.0} and all(m.any() for m in mask)
+    assert not h[:, :2][np.broadcast_to(mask[:, None] == 0, h[:, :2].shape)].any()  # a and b only under the mask
 
 
 @pytest.mark.slow
@@ -71,3 +83,16 @@ def test_cpu_smoke_run_writes_the_report(gc, tmp_path):
     assert modes == {"eager-fp32", "fp16-cl"} and all(r["images_per_s"] > 0 for r in report["benchmark"])
     md = (tmp_path / "gpu_check.md").read_text()
     assert "| 64 | 2 | fp16-cl |" in md and "Parity vs ONNX Runtime CPU FP32" in md
+
+
+@pytest.mark.slow
+def test_cpu_smoke_run_with_a_hint_model(gc, tmp_path):
+    """The hint paths of the script (export with the hint input, reference with and without hints, the report)."""
+    rc = gc.main(["--smoke", "--random-hint-model", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert rc == 0, report["errors"]
+    assert "efficientnet-lite0 with colour hints" in report["model"]
+    row = report["parity"][0]
+    assert row["torch_fp32_device_max_delta"] < 1e-2 and row["hints_torch_fp32_device_max_delta"] < 1e-2
+    assert row["hint_effect_max"] > 5  # the random hint branch is live: the comparison with hints means something
+    assert "Parity with colour hints" in (tmp_path / "gpu_check.md").read_text()

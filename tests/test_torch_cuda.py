@@ -1,10 +1,12 @@
-"""torch-CUDA backend: model preparation (BN folding, FP32 norms, half types, channels_last) tested on
-the CPU for real; the backend itself only where torch sees a GPU (marked ``gpu``)."""
+"""torch-CUDA backend: model preparation (BN folding, FP32 norms, half types, channels_last), the hint
+input's scaling and the CUDA graph's static hint buffer, tested on the CPU for real; the backend itself
+only where torch sees a GPU (marked ``gpu``)."""
 from __future__ import annotations
 
 import copy
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,16 +15,18 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from runtime.backends.base import BackendUnavailable, ModelFiles  # noqa: E402
-from runtime.backends.torch_cuda import TorchCUDABackend, make_forward  # noqa: E402
-from runtime.generator import fold_batchnorm, prepare_generator  # noqa: E402
-from runtime.generator import LabColorizer, UNetGenerator  # noqa: E402
+from runtime.backends.torch_cuda import TorchCUDABackend, _Graph, make_forward  # noqa: E402
+from runtime.generator import FP32Norm, fold_batchnorm, prepare_generator  # noqa: E402
+from runtime.generator import LabColorizer, build_generator  # noqa: E402
 from runtime.spec import ModelSpec  # noqa: E402
 
+HINT_SPEC = ModelSpec(encoder="efficientnet-lite0", hints=True, fusion_dim=16)
 
-def _generator(norm: str, seed: int = 0) -> UNetGenerator:
+
+def _generator(norm: str, seed: int = 0):
     """A small generator with non-trivial BN statistics and outputs spanning a realistic ab range."""
     torch.manual_seed(seed)
-    g = UNetGenerator(ModelSpec(ngf=8, depth=5, norm=norm))
+    g = build_generator(ModelSpec(ngf=8, depth=5, norm=norm))  # the U-Net
     for m in g.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.3, 0.3)
@@ -35,6 +39,33 @@ def _generator(norm: str, seed: int = 0) -> UNetGenerator:
 
 def _L(n=2, h=64, w=96):
     return torch.rand(n, 1, h, w, generator=torch.Generator().manual_seed(1)) * 100
+
+
+def _hint_generator(seed: int = 0):
+    """The efficientnet-lite0 generator with hint inputs, random weights: BN statistics spread, and the hint branch
+    (zero-initialised for training) and the last conv widened so hints and ab are large enough to test."""
+    torch.manual_seed(seed)
+    g = build_generator(HINT_SPEC)
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+        g.hint_in.weight.normal_(0.0, 0.5)
+        g.head[1].weight.normal_(0.0, 0.05)
+    return g.eval()
+
+
+def _hints(n=2, h=64, w=96, seed=2):
+    """[a, b, mask] in Lab units: a few 8x8 colour patches per image."""
+    gen = torch.Generator().manual_seed(seed)
+    hints = torch.zeros(n, 3, h, w)
+    for i in range(n):
+        for _ in range(3):
+            y, x = (int(v) for v in torch.randint(0, min(h, w) - 8, (2,), generator=gen))
+            hints[i, :2, y:y + 8, x:x + 8] = (torch.rand(2, 1, 1, generator=gen) - 0.5) * 120
+            hints[i, 2, y:y + 8, x:x + 8] = 1.0
+    return hints
 
 
 def test_fold_batchnorm_is_exact_in_fp32():
@@ -73,6 +104,74 @@ def test_norms_stay_fp32_convs_go_half_channels_last():
     assert all(m.weight.dtype == torch.float16 for m in convs)
     big = [m.weight for m in convs if m.weight.shape[1] > 1 and m.weight.shape[2] > 1]
     assert big and all(w.is_contiguous(memory_format=torch.channels_last) for w in big)
+
+
+def test_prepared_efficientnet_generator_folds_every_batchnorm():
+    """The encoder's BatchNorms sit outside nn.Sequential: folded through BN_PAIRS, none left to run in FP16."""
+    g = _hint_generator()
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in g.modules())
+    prepared = prepare_generator(copy.deepcopy(g), torch.float16)
+    assert n_bn > 40 and not any(isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)) for m in prepared.modules())
+    # any norm that did remain would be wrapped to run in FP32; every other parameter is half
+    fp32 = {id(p) for m in prepared.modules() if isinstance(m, FP32Norm) for p in m.parameters()}
+    assert all(p.dtype == torch.float16 for p in prepared.parameters() if id(p) not in fp32)
+    convs = [m for m in prepared.modules() if isinstance(m, nn.Conv2d) and m.weight.shape[2] > 1]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float16, 0.5), (torch.bfloat16, 4.0)])
+def test_prepared_hint_model_matches_fp32_with_and_without_hints(dtype, tol):
+    g = _hint_generator()
+    L, hints = _L(), _hints()
+    with torch.inference_mode():
+        served = LabColorizer(copy.deepcopy(g))
+        want_auto, want_hints = served(L), served(L, hints)
+        forward = make_forward(prepare_generator(copy.deepcopy(g), dtype), g.spec, dtype)
+        got_auto, got_hints, got_zeros = forward(L), forward(L, hints), forward(L, torch.zeros_like(hints))
+    assert (want_hints - want_auto).abs().max() > 5  # the hints matter, so the comparison with them means something
+    for got, want in ((got_auto, want_auto), (got_hints, want_hints), (got_zeros, want_auto)):
+        assert got.dtype == torch.float32 and got.shape == (2, 2, 64, 96)
+        delta = (got - want).abs().max().item()
+        assert delta < tol, f"max |delta ab| {delta:.3f} for {dtype}"
+    assert torch.equal(got_auto, got_zeros)  # no hints is exactly zeros
+
+
+def test_forward_of_a_hintless_model_ignores_the_hint_slot():
+    g = _generator("batch")
+    forward = make_forward(copy.deepcopy(g), g.spec, torch.float32, channels_last=False)
+    with torch.inference_mode():
+        assert torch.equal(forward(_L()), forward(_L(), None))
+
+
+def _cpu_graph(forward, shape, hints: bool):
+    """A _Graph whose 'replay' recomputes ``forward`` from the static buffers, as a captured graph would: CUDA
+    graphs cannot be captured on the CPU, but what the graph is fed can be checked."""
+    g = _Graph.__new__(_Graph)
+    g.static_in = torch.zeros(shape)
+    g.static_hints = torch.zeros(shape[0], 3, *shape[2:]) if hints else None
+    g.static_out = forward(g.static_in, g.static_hints)
+    g.graph = SimpleNamespace(replay=lambda: g.static_out.copy_(forward(g.static_in, g.static_hints)))
+    return g
+
+
+def test_graph_hint_buffer_is_refilled_on_every_call():
+    """A graph's static hint buffer keeps the last hints: a call without hints must zero it, not reuse them."""
+    gen = _hint_generator()
+    forward = make_forward(prepare_generator(copy.deepcopy(gen), torch.float32, channels_last=False), gen.spec,
+                           torch.float32, channels_last=False)
+    L, hints = _L(), _hints()
+    with torch.inference_mode():
+        auto, with_hints = forward(L), forward(L, hints)
+        graph = _cpu_graph(forward, tuple(L.shape), hints=True)
+        assert torch.allclose(graph(L, hints).clone(), with_hints, atol=1e-4)
+        assert torch.allclose(graph(L).clone(), auto, atol=1e-4)  # not the previous call's hints
+        assert not graph.static_hints.any()
+        assert torch.allclose(graph(L, hints).clone(), with_hints, atol=1e-4)
+    plain = _generator("batch")
+    fwd = make_forward(copy.deepcopy(plain), plain.spec, torch.float32, channels_last=False)
+    with torch.inference_mode():
+        g2 = _cpu_graph(fwd, tuple(L.shape), hints=False)
+        assert g2.static_hints is None and torch.allclose(g2(L).clone(), fwd(L), atol=1e-4)
 
 
 def test_check_answers_no_driver_without_importing_torch():
@@ -121,6 +220,33 @@ def test_backend_matches_fp32_and_graphs_match_eager(tmp_path):
     finally:
         eager.close()
         graphed.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_hint_model_matches_onnxruntime_cpu(request, cuda_graphs):
+    """A model with colour hints (conftest's hint_bundle: efficientnet-lite0, random weights) on the torch-CUDA
+    backend, FP16, eager or from a CUDA graph, against ONNX Runtime CPU FP32: with hints, without (zeros), and
+    without after with (the graph's static hint buffer must not keep the last hints)."""
+    if not torch.cuda.is_available():
+        pytest.skip("torch sees no CUDA GPU")
+    from runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from runtime.models import resolve
+
+    files = resolve(str(request.getfixturevalue("hint_bundle")))  # exported only where the test runs
+    L, hints = _L(3, 128, 64).numpy(), _hints(3, 128, 64).numpy()
+    ort = OnnxRuntimeBackend(files)
+    ref_auto, ref_hints = ort.run(L), ort.run(L, hints)
+    assert np.abs(ref_hints - ref_auto).max() > 5.0
+    backend = TorchCUDABackend(files, cuda_graphs=cuda_graphs, graph_after=1)
+    try:
+        got = [backend.run(L, hints), backend.run(L), backend.run(L, hints), backend.run(L)]
+        assert len(backend._graphs) == (1 if cuda_graphs else 0)  # one shape, one graph, whatever the hints
+    finally:
+        backend.close()
+    for out, ref in zip(got, (ref_hints, ref_auto, ref_hints, ref_auto)):
+        assert np.abs(out - ref).max() < 1.0  # FP16 vs FP32, ab units
+    np.testing.assert_allclose(got[3], got[1], atol=1e-3)
 
 
 def test_cpu_build_detected_without_importing_torch():

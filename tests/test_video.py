@@ -2,6 +2,7 @@
 previews, bad input, interruption; and the CLI end to end with the tiny real model."""
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import av
 import numpy as np
 import pytest
 
+from process_helpers import colorize_gan_command, interrupt_when
 from runtime.video import VideoError, VideoOptions, colorize_video
 from video_helpers import FakeColorizer, probe, write_clip
 
@@ -254,3 +256,33 @@ def test_cli_refuses_to_overwrite(tmp_path, mp4_with_audio, capsys):
     assert cli([mp4_with_audio, "-o", dst, "--no-progress"]) == 1
     assert dst.read_bytes() == b"keep me"
     assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_ctrl_c_leaves_nothing(tmp_path):
+    """Ctrl-C to a real `colorize-gan video` (embedded model, progress bar on) once it is writing: exit 130, one
+    line of its own after the progress bar, no traceback, neither the output nor its hidden temp file."""
+    src = tmp_path / "in.mp4"
+    write_clip(src, n_frames=240, fps=24, size=(160, 96), audio="aac")
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = colorize_gan_command() + ["video", str(src), "-o", str(out / "colour.mp4")]
+
+    def some_frames_done(err: str) -> bool:  # the progress bar says "N/240"; the temp file exists by then
+        done = [int(n) for n in re.findall(r"(\d+)/240", err)]
+        return bool(done) and max(done) >= 24 and any(out.iterdir())
+
+    code, _, err = interrupt_when(cmd, some_frames_done)
+    assert code == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    lines = [ln for ln in err.splitlines() if "interrupted" in ln]
+    assert lines == [f"colorize-gan video: interrupted; {out / 'colour.mp4'} was not written"], err
+    assert list(out.iterdir()) == []
+
+
+def test_cli_failure_creates_no_folder(tmp_path, capsys):
+    (tmp_path / "song.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(100))
+    rc = cli([tmp_path / "song.m4a", "-o", tmp_path / "newdir" / "out.mp4", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.m4a"]

@@ -7,10 +7,12 @@
 
 Without ``-o`` the engine goes into the per-user cache under the same key the TensorRT backend
 computes, so ``colorize-gan --backend tensorrt`` finds it (only with the default profile; an engine
-with another profile is used through ``COLORIZE_GAN_TRT_ENGINE``). Every engine gets a sidecar
-``ENGINE.json``: TensorRT version, GPU name and compute capability, ONNX sha256, profile, precision
-and the precision check. Arguments are validated before TensorRT is imported, so ``--help`` and
-argument errors work without it.
+with another profile is used through ``COLORIZE_GAN_TRT_ENGINE``). The profile (N x H x W) applies to
+every input of the model: L (N x 1 x H x W) and, for a model that takes colour hints, the hint input
+(N x 3 x H x W). Every engine gets a sidecar ``ENGINE.json``: TensorRT version, GPU name and compute
+capability, ONNX sha256, the model's inputs, profile (and each input's NCHW shapes), precision and the
+precision check. Arguments are validated before TensorRT is imported, so ``--help`` and argument
+errors work without it.
 """
 from __future__ import annotations
 
@@ -20,14 +22,18 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.engine_profile import Profile, default_profile, format_shape, parse_shape
+from runtime.engine_profile import Inputs, Profile, default_profile, format_shape, model_inputs, parse_shape
 from runtime.spec import ModelSpec
 from runtime.trt_build import INSTALL_HINT, PRECISIONS
 
-EPILOG = f"""TensorRT is not a dependency of colorize-gan. Install it with:
+EPILOG = f"""The profile's N x H x W applies to every input of the model: L (N x 1 x H x W) and, for a
+model that takes colour hints, its hint input (N x 3 x H x W).
+
+TensorRT is not a dependency of colorize-gan. Install it with:
   {INSTALL_HINT}
-Engines only run on the GPU architecture and TensorRT version they were built with; the sidecar
-ENGINE.json records both and the runtime refuses a mismatched engine."""
+Engines only run on the GPU architecture and TensorRT version they were built with, and only for the
+model inputs they were built for; the sidecar ENGINE.json records all three and the runtime refuses
+a mismatched engine."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,11 @@ class BuildPlan:
     output: Path | None  # None: the per-user engine cache
     device: int
 
+    @property
+    def inputs(self) -> Inputs:
+        """The model's inputs as (name, channels): L, and the hint input of a model that takes hints."""
+        return model_inputs(self.spec)
+
 
 def make_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
@@ -54,7 +65,7 @@ def make_parser() -> argparse.ArgumentParser:
     ap.add_argument("model", help="the model: NAME_fp16.onnx, NAME.json, NAME.onnx or the bundle stem")
     ap.add_argument("-o", "--output", type=Path, help="engine file to write (default: the per-user engine cache)")
     ap.add_argument("--precision", choices=PRECISIONS, default="fp16", help="fp16 builds NAME_fp16.onnx, fp32 builds NAME.onnx (default fp16)")
-    ap.add_argument("--min", dest="min_shape", metavar="NxHxW", help="smallest batch x height x width (default 1xMxM, M = 2**depth)")
+    ap.add_argument("--min", dest="min_shape", metavar="NxHxW", help="smallest batch x height x width (default 1xMxM, M = the model's size multiple)")
     ap.add_argument("--opt", dest="opt_shape", metavar="NxHxW", help="shape TensorRT tunes for (default 1x256x256)")
     ap.add_argument("--max", dest="max_shape", metavar="NxHxW", help="largest shape (default 16x1024x1024)")
     ap.add_argument("--workspace-gb", type=float, default=4.0, help="builder workspace limit in GiB (default 4)")
@@ -117,7 +128,7 @@ def build(plan: BuildPlan, log=print) -> Path:
     if reason:
         raise RuntimeError(f"no usable GPU: {reason}")
     rt.set_device(plan.device)
-    key = current_key(trt.__version__, rt, plan.device, plan.onnx, plan.profile, plan.precision)
+    key = current_key(trt.__version__, rt, plan.device, plan.onnx, plan.profile, plan.precision, plan.inputs)
     out = plan.output or engine_path_for(key, plan.onnx.stem)
     timing = plan.timing_cache
     if timing == Path("auto"):
@@ -126,7 +137,7 @@ def build(plan: BuildPlan, log=print) -> Path:
         result = build_engine(plan.onnx, plan.spec, plan.profile, plan.precision, plan.workspace_bytes, timing, log=log)
         store(Path(out), key, result.engine, result.report)
     log(f"wrote {out} ({len(result.engine) / 2**20:.1f} MiB) for {key.gpu_name} (sm {key.compute_capability}), "
-        f"TensorRT {key.tensorrt_version}, profile min {format_shape(plan.profile.min)} opt {format_shape(plan.profile.opt)} "
+        f"TensorRT {key.tensorrt_version}, inputs {', '.join(f'{n} ({c} ch)' for n, c in plan.inputs)}, profile min {format_shape(plan.profile.min)} opt {format_shape(plan.profile.opt)} "
         f"max {format_shape(plan.profile.max)}, precision check {result.report['precision_check']['engine']}")
     return Path(out)
 

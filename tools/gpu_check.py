@@ -3,6 +3,11 @@
 parity against ONNX Runtime CPU FP32 on real photos, and images/s benchmarks. Writes
 ``gpu_check.md`` (a table to copy into docs/gpu.md) and ``gpu_check.json`` to ``--out``.
 
+For a model that takes colour hints (``--model`` a hint bundle, or ``--random-hint-model``: a random-weight
+EfficientNet-Lite0 hint model, nothing to carry) the parity section also compares with hints (a few colour
+patches per photo) and checks that a call without hints after one with them gives the automatic result
+(the CUDA graph's static hint buffer is refilled).
+
 Budget: about 6 minutes on an H100 (``--budget-s`` stops the benchmark early and says so).
 Every section records its own failure and the script goes on, so one bad part never loses the rest.
 
@@ -101,6 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or ROOT / "out" / "gpu_check"))
     ap.add_argument("--images", type=Path, default=None, help="folder of real photos for parity (default: ../shared/data/photos, .data/gpu_check_images)")
     ap.add_argument("--model", default=None, help="model bundle (default: the embedded model; random weights if it is missing)")
+    ap.add_argument("--random-hint-model", action="store_true",
+                    help="instead of a bundle, a random-weight efficientnet-lite0 model with colour-hint inputs (checks the hint paths)")
     ap.add_argument("--sizes", default="256,512", help="square sizes to benchmark (default 256,512)")
     ap.add_argument("--batches", default="1,8,64", help="batch sizes to benchmark (default 1,8,64)")
     ap.add_argument("--seconds", type=float, default=1.0, help="timed seconds per measurement (default 1.0)")
@@ -115,6 +122,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ap.error("--sizes and --batches take comma-separated integers, e.g. 256,512")
     if any(v <= 0 for v in args.sizes + args.batches) or args.seconds <= 0:
         ap.error("sizes, batches and --seconds must be positive")
+    if args.model and args.random_hint_model:
+        ap.error("--model and --random-hint-model exclude each other")
     if args.smoke:
         args.sizes, args.batches, args.seconds, args.parity_images = [64], [1, 2], 0.05, 2
     return args
@@ -122,14 +131,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # -- pieces -------------------------------------------------------------------------------------------
 
-def load_model(model: str | None, smoke: bool):
-    """(ModelFiles or None, UNetGenerator in eval, description). Random weights when no bundle exists."""
+def random_hint_generator(smoke: bool):
+    """A random-weight efficientnet-lite0 generator with hint inputs, in eval. Its hint branch (zero-initialised for
+    training) and last conv get weights large enough that hints and ab are big, so parity with hints means something."""
     import torch
     from torch import nn
 
-    from runtime.generator import UNetGenerator
+    from runtime.generator import build_generator
     from runtime.spec import ModelSpec
 
+    torch.manual_seed(0)
+    g = build_generator(ModelSpec(encoder="efficientnet-lite0", hints=True, fusion_dim=16 if smoke else 256))
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+        g.hint_in.weight.normal_(0.0, 0.5)
+        g.head[1].weight.normal_(0.0, 0.05)
+    return g.eval()
+
+
+def load_model(model: str | None, smoke: bool, random_hints: bool = False):
+    """(ModelFiles or None, generator in eval, description). Random weights when no bundle exists, or with
+    ``random_hints`` (a random efficientnet-lite0 model with hint inputs)."""
+    import torch
+    from torch import nn
+
+    from runtime.generator import build_generator
+    from runtime.spec import ModelSpec
+
+    if random_hints:
+        return None, random_hint_generator(smoke), "random weights, efficientnet-lite0 with colour hints"
     if not smoke:
         try:
             from runtime.backends.torch_cpu import build_lab_colorizer
@@ -146,7 +179,7 @@ def load_model(model: str | None, smoke: bool):
         note = "smoke run"
     torch.manual_seed(0)
     spec = ModelSpec(ngf=8, depth=4) if smoke else ModelSpec()
-    g = UNetGenerator(spec)
+    g = build_generator(spec)  # the U-Net
     for m in g.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.3, 0.3)
@@ -157,7 +190,8 @@ def load_model(model: str | None, smoke: bool):
 
 
 def export_fp32_onnx(generator, path: Path) -> str:
-    """FP32 ONNX of the served model for ONNX Runtime (the legacy exporter needs no onnx package)."""
+    """FP32 ONNX of the served model for ONNX Runtime (the legacy exporter needs no onnx package); a hint model's
+    graph takes the hint input too."""
     import torch
 
     from runtime.generator import fold_batchnorm
@@ -165,13 +199,31 @@ def export_fp32_onnx(generator, path: Path) -> str:
 
     g = copy.deepcopy(generator).cpu().float().eval()
     fold_batchnorm(g)
-    m = g.spec.size_multiple
-    axes = {"L": {0: "batch", 2: "height", 3: "width"}, "ab": {0: "batch", 2: "height", 3: "width"}}
+    spec, m = g.spec, g.spec.size_multiple
+    example = (torch.full((2, 1, 4 * m, 4 * m), 50.0),)
+    inputs = [spec.input_name]
+    if spec.hints:
+        example += (torch.zeros((2, 3, 4 * m, 4 * m)),)
+        inputs.append(spec.hint_name)
+    axes = {name: {0: "batch", 2: "height", 3: "width"} for name in [*inputs, spec.output_name]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(LabColorizer(g).eval(), (torch.full((2, 1, 4 * m, 4 * m), 50.0),), str(path), dynamo=False,
-                          opset_version=17, input_names=["L"], output_names=["ab"], dynamic_axes=axes)
+        torch.onnx.export(LabColorizer(g).eval(), example, str(path), dynamo=False,
+                          opset_version=17, input_names=inputs, output_names=[spec.output_name], dynamic_axes=axes)
     return str(path)
+
+
+def make_hints(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """(n, 3, size, size) hint input: a few colour patches ([a, b] in Lab units, mask 1) per image."""
+    rng = np.random.default_rng(seed)
+    hints = np.zeros((n, 3, size, size), np.float32)
+    patch = max(2, size // 32)
+    for i in range(n):
+        for _ in range(6):
+            y, x = rng.integers(0, size - patch, 2)
+            hints[i, :2, y:y + patch, x:x + patch] = rng.uniform(-60, 60, (2, 1, 1))
+            hints[i, 2, y:y + patch, x:x + patch] = 1.0
+    return hints
 
 
 def load_photos(folder: Path | None, n: int, size: int) -> tuple[np.ndarray, str]:
@@ -277,7 +329,8 @@ def section_cffi(report: dict) -> None:
 
 
 def section_parity(report: dict, args, files, generator, dev) -> None:
-    """max |delta ab| of the torch-CUDA backend (and torch FP32 on the device) vs ONNX Runtime CPU FP32."""
+    """max |delta ab| of the torch-CUDA backend (and torch FP32 on the device) vs ONNX Runtime CPU FP32; for a hint
+    model also with hints, and without hints right after them (the graph's static hint buffer must be zeroed)."""
     import onnxruntime as ort
     import torch
 
@@ -285,27 +338,53 @@ def section_parity(report: dict, args, files, generator, dev) -> None:
     from runtime.backends.torch_cuda import TorchCUDABackend
     from runtime.generator import LabColorizer
 
+    spec = generator.spec
     onnx = files.onnx if files else export_fp32_onnx(generator, args.out / "model_fp32.onnx")
     sess = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+
+    def reference(L, hints=None):  # one image per call, as a user's photos arrive
+        out = []
+        for i in range(len(L)):
+            feed = {spec.input_name: L[i : i + 1]}
+            if spec.hints:
+                feed[spec.hint_name] = hints[i : i + 1] if hints is not None else np.zeros((1, 3, *L.shape[2:]), np.float32)
+            out.append(sess.run([spec.output_name], feed)[0])
+        return np.concatenate(out)
+
     rows = []
     sizes = [64] if args.smoke else [256, 512]
     backend = None
     if dev.type == "cuda":
-        backend = TorchCUDABackend(ModelFiles(spec=generator.spec), generator=copy.deepcopy(generator), graph_after=1)
+        backend = TorchCUDABackend(ModelFiles(spec=spec), generator=copy.deepcopy(generator), graph_after=1)
     fp32 = LabColorizer(copy.deepcopy(generator)).to(dev).eval()
     try:
         for size in sizes:
             L, source = load_photos(args.images, args.parity_images, size)
-            ref = np.concatenate([sess.run(["ab"], {"L": L[i : i + 1]})[0] for i in range(len(L))])
+            ref = reference(L)
             with torch.inference_mode():
                 got32 = fp32(torch.from_numpy(L).to(dev)).float().cpu().numpy()
             row = {"size": size, "images": source, "max_abs_ab_ref": float(np.abs(ref).max()),
                    "torch_fp32_device_max_delta": float(np.abs(got32 - ref).max())}
+            got = None
             if backend is not None:
                 got = backend.run(L)  # first call captures the graph (graph_after=1): graph path checked
                 d = np.abs(got - ref)
                 row.update(backend_fp16_graph_max_delta=float(d.max()), backend_fp16_graph_mean_delta=float(d.mean()),
                            backend_fp16_graph_p999_delta=float(np.quantile(d, 0.999)))
+            if spec.hints:
+                hints = make_hints(len(L), size)
+                ref_h = reference(L, hints)
+                with torch.inference_mode():
+                    got32_h = fp32(torch.from_numpy(L).to(dev), torch.from_numpy(hints).to(dev)).float().cpu().numpy()
+                # hint_effect: how far hints move the reference; parity with hints means little if they barely do
+                row.update(hint_effect_max=float(np.abs(ref_h - ref).max()),
+                           hints_torch_fp32_device_max_delta=float(np.abs(got32_h - ref_h).max()))
+                if backend is not None:
+                    got_h = backend.run(L, hints)  # the graph captured above, hints in its static buffer
+                    again = backend.run(L)  # no hints again: the buffer must be zeroed, not keep the last hints
+                    d = np.abs(got_h - ref_h)
+                    row.update(hints_backend_fp16_graph_max_delta=float(d.max()), hints_backend_fp16_graph_mean_delta=float(d.mean()),
+                               no_hints_after_hints_max_delta=float(np.abs(again - got).max()))
             rows.append(row)
     finally:
         if backend is not None:
@@ -349,8 +428,8 @@ def section_benchmark(report: dict, args, generator, dev, t_start: float) -> Non
                 modes = {"eager-fp32": lambda: fp32(x), "fp16-cl": lambda: fwd16(x)}
                 graph = None
                 if cuda_dev:
-                    with torch.inference_mode():
-                        graph = _Graph(torch, fwd16, tuple(x.shape), dev)
+                    with torch.inference_mode():  # a hint model's graph also has its hint buffer (zeros here)
+                        graph = _Graph(torch, fwd16, tuple(x.shape), dev, hints=bool(generator.spec.hints))
                     modes["fp16-cl-graph"] = lambda: graph(x)
                     modes["backend"] = lambda: backend.run(L_np)
                 for mode, fn in modes.items():
@@ -396,6 +475,16 @@ def to_markdown(report: dict) -> str:
     for r in report.get("parity", []):
         lines.append(f"| {r['size']} | {r['images']} | {r['max_abs_ab_ref']:.1f} | {r['torch_fp32_device_max_delta']:.4f} | "
                      f"{r.get('backend_fp16_graph_max_delta', float('nan')):.4f} | {r.get('backend_fp16_graph_mean_delta', float('nan')):.4f} |")
+    hint_rows = [r for r in report.get("parity", []) if "hint_effect_max" in r]
+    if hint_rows:
+        lines += ["", "## Parity with colour hints vs ONNX Runtime CPU FP32 (ab units)", "",
+                  "| size | hint effect (ref): max | torch FP32 on device: max delta | torch-CUDA FP16 graph: max delta | mean delta "
+                  "| no hints after hints vs before: max delta |", "|---|---|---|---|---|---|"]
+        nan = float("nan")
+        for r in hint_rows:
+            lines.append(f"| {r['size']} | {r['hint_effect_max']:.1f} | {r['hints_torch_fp32_device_max_delta']:.4f} | "
+                         f"{r.get('hints_backend_fp16_graph_max_delta', nan):.4f} | {r.get('hints_backend_fp16_graph_mean_delta', nan):.4f} | "
+                         f"{r.get('no_hints_after_hints_max_delta', nan):.4f} |")
     lines += ["", "## Throughput (images/s, synchronized)", "",
               "| size | batch | mode | images/s | ms/batch | speedup vs eager FP32 | TFLOP/s | % FP16 peak |", "|---|---|---|---|---|---|---|---|"]
     for r in report.get("benchmark", []):
@@ -421,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: torch sees no CUDA GPU; use --smoke for a CPU run of the script", file=sys.stderr)
         return 2
     report: dict = {"errors": {}}
-    files, generator, report["model"] = load_model(args.model, args.smoke)
+    files, generator, report["model"] = load_model(args.model, args.smoke, args.random_hint_model)
     sections = [("environment", lambda: section_environment(report, dev)), ("cffi_binding", lambda: section_cffi(report)),
                 ("parity", lambda: section_parity(report, args, files, generator, dev)),
                 ("benchmark", lambda: section_benchmark(report, args, generator, dev, t_start))]

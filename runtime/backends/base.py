@@ -28,6 +28,18 @@ class ModelFiles:
     weights: str | None = None  # safetensors state dict of the generator (torch backends)
 
 
+def zero_hints(L: np.ndarray) -> np.ndarray:
+    """The hint input that means "no hints" for a batch of L."""
+    return np.zeros((L.shape[0], 3, L.shape[2], L.shape[3]), np.float32)
+
+
+def check_hints(L: np.ndarray, hints: np.ndarray) -> np.ndarray:
+    hints = np.ascontiguousarray(hints, dtype=np.float32)
+    if hints.shape != (L.shape[0], 3, L.shape[2], L.shape[3]):
+        raise ValueError(f"hints must have shape {(L.shape[0], 3, L.shape[2], L.shape[3])}, got {hints.shape}")
+    return hints
+
+
 class Backend(abc.ABC):
     name: str = "?"
     device: str = "cpu"
@@ -41,8 +53,10 @@ class Backend(abc.ABC):
     def __init__(self, files: ModelFiles, threads: int | None = None): ...
 
     @abc.abstractmethod
-    def run(self, L: np.ndarray) -> np.ndarray:
-        """(N, 1, H, W) float32 L -> (N, 2, H, W) float32 ab."""
+    def run(self, L: np.ndarray, hints: np.ndarray | None = None) -> np.ndarray:
+        """(N, 1, H, W) float32 L [+ (N, 3, H, W) float32 hints: a, b in Lab units and a 0/1 mask] -> (N, 2, H, W)
+        float32 ab. For a model with hint inputs (``spec.hints``) no hints means zeros: the automatic result;
+        a model without them ignores nothing silently: the Colorizer refuses hints for it before this point."""
 
     def close(self) -> None:
         """Release resources (GPU buffers, sessions). Safe to call twice."""

@@ -10,7 +10,7 @@ import importlib.util
 import numpy as np
 
 from ..errors import one_line
-from .base import Backend, BackendUnavailable, ModelFiles
+from .base import Backend, BackendUnavailable, ModelFiles, check_hints, zero_hints
 
 
 def load_state_dict(path: str) -> dict:
@@ -23,9 +23,9 @@ def load_state_dict(path: str) -> dict:
 
 def build_lab_colorizer(files: ModelFiles):
     """The served module (LabColorizer) in eval mode with the bundle's weights."""
-    from ..generator import LabColorizer, UNetGenerator
+    from ..generator import LabColorizer, build_generator
 
-    gen = UNetGenerator(files.spec)
+    gen = build_generator(files.spec)
     try:
         missing, unexpected = gen.load_state_dict(load_state_dict(files.weights), strict=False)
     except (RuntimeError, OSError, ValueError) as exc:  # shape mismatch or unreadable file
@@ -58,11 +58,16 @@ class TorchCPUBackend(Backend):
         self._torch = torch
         self._model = build_lab_colorizer(files)
 
-    def run(self, L: np.ndarray) -> np.ndarray:
+    def run(self, L: np.ndarray, hints: np.ndarray | None = None) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
             x = torch.from_numpy(np.require(L, np.float32, ["C", "W"]))  # torch wants a writable buffer
-            return self._model(x).numpy()
+            if not self._model.hints:
+                if hints is not None:
+                    raise ValueError("this model takes no hint input")
+                return self._model(x).numpy()
+            h = zero_hints(L) if hints is None else check_hints(L, hints)
+            return self._model(x, torch.from_numpy(np.require(h, np.float32, ["C", "W"]))).numpy()
 
     def close(self) -> None:
         self._model = None

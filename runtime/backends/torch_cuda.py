@@ -4,13 +4,17 @@ For users with a CUDA build of torch but no TensorRT. The served module is prepa
 BatchNorm folded into the preceding (transposed) convolutions (eval mode makes BN an affine map),
 InstanceNorm kept in FP32 (its FP16 accuracy problems are known: ORT #10079, TensorRT #2691),
 everything else cast to the half type and laid out channels_last (tensor-core convolutions want
-NHWC). The L scaling before the network and the ab scaling after it stay in FP32.
+NHWC). The L scaling before the network and the ab scaling after it stay in FP32, and so does the
+scaling of a hint model's hint input ([a, b, mask] in Lab units -> [a/ab_scale, b/ab_scale, mask]);
+no hints means zeros, the automatic result. The EfficientNet-Lite0 generator's BatchNorms sit outside
+nn.Sequential and are folded through its ``BN_PAIRS`` (runtime.generator.fold_batchnorm).
 
 CUDA graphs pay off where launch overhead dominates (small batches, small images, video frames of
 one size): the first ``graph_after - 1`` calls with a shape run eagerly (they also let cuDNN pick
-its kernels), the next one captures a graph for that shape and later calls replay it. A few shapes'
-graphs are kept (LRU). torch.compile is not used: minutes of compile time on first use for what
-graphs already remove.
+its kernels), the next one captures a graph for that shape and later calls replay it. A hint model's
+graph has a static hint buffer beside the static L: real hints are copied in, and it is zeroed for a
+call without hints (so hints never leak into the next call). A few shapes' graphs are kept (LRU).
+torch.compile is not used: minutes of compile time on first use for what graphs already remove.
 
 Settings: ``COLORIZE_GAN_TORCH_DTYPE`` (float16 | bfloat16), ``COLORIZE_GAN_CUDA_GRAPHS`` (0 disables),
 ``COLORIZE_GAN_CUDA_DEVICE`` (index).
@@ -25,7 +29,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import cuda
-from ..engine_profile import check_input
+from ..engine_profile import HINT_CHANNELS, check_inputs
 from .base import Backend, BackendUnavailable, ModelFiles
 
 DTYPES = ("float16", "bfloat16")
@@ -33,15 +37,26 @@ MAX_GRAPHS = 6
 
 
 def make_forward(generator, spec, dtype, channels_last: bool = True):
-    """L (N,1,H,W) float32 in [0, 100] -> ab float32, with scaling in FP32 around the half network."""
+    """``forward(L, hints=None)``: L (N,1,H,W) float32 in [0, 100] [+ hints (N,3,H,W) float32, a, b in Lab
+    units and a 0/1 mask] -> ab float32, with the scaling in FP32 around the half network, as
+    runtime.generator.LabColorizer does it. For a hint model, no hints means zeros; a model without
+    hint inputs ignores ``hints`` (the backend refuses them before this point)."""
     import torch
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     l_scale, l_shift, ab_scale = float(spec.l_scale), float(spec.l_shift), float(spec.ab_scale)
+    ab_out = ab_scale * float(spec.ab_gain)  # the served chroma gain, as in LabColorizer
+    takes_hints = bool(spec.hints)
 
-    def forward(L):
+    def forward(L, hints=None):
         x = (L / l_scale - l_shift).to(dtype).contiguous(memory_format=fmt)
-        return generator(x).float() * ab_scale
+        if not takes_hints:
+            return generator(x).float() * ab_out
+        if hints is None:
+            h = torch.zeros((L.shape[0], HINT_CHANNELS, L.shape[2], L.shape[3]), dtype=dtype, device=L.device)
+        else:
+            h = torch.cat([hints[:, :2] / ab_scale, hints[:, 2:3]], 1).to(dtype)
+        return generator(x, h.contiguous(memory_format=fmt)).float() * ab_out
 
     return forward
 
@@ -59,22 +74,32 @@ def _torch_is_cpu_build() -> bool:
 
 
 class _Graph:
-    """One captured CUDA graph of ``forward`` for a fixed input shape, with static in/out tensors."""
+    """One captured CUDA graph of ``forward`` for a fixed L shape, with static in/out tensors; with
+    ``hints`` also a static (N,3,H,W) hint buffer, fed on every call (copied in, or zeroed)."""
 
-    def __init__(self, torch, forward, shape, device):
+    def __init__(self, torch, forward, shape, device, hints: bool = False):
         self.static_in = torch.zeros(shape, device=device, dtype=torch.float32)
+        self.static_hints = None
+        if hints:
+            self.static_hints = torch.zeros((shape[0], HINT_CHANNELS, *shape[2:]), device=device, dtype=torch.float32)
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):  # warm-up off the capture stream, as torch's docs require
             for _ in range(2):
-                forward(self.static_in)
+                forward(self.static_in, self.static_hints)
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.static_out = forward(self.static_in)
+            self.static_out = forward(self.static_in, self.static_hints)
 
-    def __call__(self, x):
+    def __call__(self, x, hints=None):
         self.static_in.copy_(x, non_blocking=True)
+        if self.static_hints is not None:
+            # The buffer keeps the last call's hints: overwrite it every time, with zeros when there are none.
+            if hints is None:
+                self.static_hints.zero_()
+            else:
+                self.static_hints.copy_(hints, non_blocking=True)
         self.graph.replay()
         return self.static_out
 
@@ -113,7 +138,8 @@ class TorchCUDABackend(Backend):
         device: int | None = None,
         generator=None,
     ):
-        """``generator``: an already loaded UNetGenerator (benchmarks, tests) instead of ``files.weights``."""
+        """``generator``: an already loaded generator (benchmarks, tests; ``runtime.generator.build_generator``'s
+        kind) instead of ``files.weights``."""
         self.check(need_safetensors=generator is None)
         import torch
 
@@ -146,30 +172,32 @@ class TorchCUDABackend(Backend):
         self._graphs: OrderedDict = OrderedDict()
         self._seen: dict = {}
 
-    def _run_device(self, x):
-        """x: float32 (N,1,H,W) on the GPU -> ab float32 on the GPU (graph or eager)."""
+    def _run_device(self, x, hints=None):
+        """x: float32 (N,1,H,W) on the GPU [+ hints float32 (N,3,H,W) on the GPU] -> ab float32 on the GPU
+        (graph or eager)."""
         shape = tuple(x.shape)
         if self.cuda_graphs:
             graph = self._graphs.get(shape)
             if graph is None:
                 self._seen[shape] = self._seen.get(shape, 0) + 1
                 if self._seen[shape] >= self.graph_after:
-                    graph = _Graph(self._torch, self._forward, shape, self._device)
+                    graph = _Graph(self._torch, self._forward, shape, self._device, hints=bool(self.spec.hints))
                     self._graphs[shape] = graph
                     while len(self._graphs) > MAX_GRAPHS:
                         self._graphs.popitem(last=False)
             else:
                 self._graphs.move_to_end(shape)
             if graph is not None:
-                return graph(x)
-        return self._forward(x)
+                return graph(x, hints)
+        return self._forward(x, hints)
 
-    def run(self, L: np.ndarray) -> np.ndarray:
+    def run(self, L: np.ndarray, hints: np.ndarray | None = None) -> np.ndarray:
         torch = self._torch
-        L = check_input(L, self.spec)
+        L, hints = check_inputs(L, hints, self.spec)
         with torch.inference_mode(), torch.cuda.device(self._device):
             x = torch.from_numpy(L).pin_memory().to(self._device, non_blocking=True)
-            ab = self._run_device(x)
+            h = None if hints is None else torch.from_numpy(hints).pin_memory().to(self._device, non_blocking=True)
+            ab = self._run_device(x, h)
             # Pinned output from torch's caching host allocator: a fast async copy, and the numpy
             # array keeps the tensor (and so the memory) alive.
             out = torch.empty(ab.shape, dtype=torch.float32, pin_memory=True)

@@ -1,0 +1,185 @@
+"""Colour hints: the one format (runtime/hints.py), the API (Colorizer.colorize(hints=...)), the command
+(--hints, NAME.hints.png sidecars), and with the embedded default model: a hint turns a region that colour."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from runtime.color import rgb_to_lab, rgb_to_l
+from runtime.colorizer import Colorizer, plan_geometry
+from runtime.hints import HintError, HintPoint, hint_input, hint_pixels, load_hint_image, parse_color
+
+
+def test_point_becomes_mean_ab_and_mask_at_its_place():
+    g = plan_geometry(400, 600, 32, 256)  # scaled by 256/600, padded to 192x256
+    net = hint_input([HintPoint(300, 200, (255, 0, 0), 4)], g)
+    assert net.shape == (1, 3, g.net_h, g.net_w)
+    ys, xs = np.nonzero(net[0, 2])
+    assert net[0, 2].max() == 1 and 1 <= len(ys) <= 16
+    # Centre maps to (200 * h/400 + top, 300 * w/600 + left).
+    assert abs(ys.mean() - (200 * g.h / 400 + g.top)) <= 1.5 and abs(xs.mean() - (300 * g.w / 600 + g.left)) <= 1.5
+    red_ab = rgb_to_lab(np.array([[1.0, 0, 0]], np.float32))[0, 1:]
+    assert np.allclose(net[0, :2, ys, xs], red_ab, atol=1e-3)  # (n, 2): advanced indices go first
+    assert np.count_nonzero(net[0, :2] * (1 - net[0, 2])) == 0
+
+
+def test_image_and_points_agree_and_footprints_average():
+    h, w = 64, 64
+    img = np.zeros((h, w, 4), np.uint8)
+    img[8:10, 8:10] = (0, 0, 255, 255)  # 4 blue pixels
+    img[8:10, 10:12] = (255, 255, 0, 255)  # 4 yellow pixels in the same 4x4 footprint after a 4x downscale
+    g = plan_geometry(h, w, 16, 16)
+    net = hint_input(img, g)
+    assert net[0, 2].sum() == 1  # one network pixel
+    ab = rgb_to_lab(np.array([[0, 0, 1.0], [1.0, 1.0, 0]], np.float32))[:, 1:].mean(0)
+    y, x = np.argwhere(net[0, 2])[0]
+    assert np.allclose(net[0, :2, y, x], ab, atol=1e-2)
+    # Semi-transparent pixels (alpha < 128) are not hints; a fully transparent image is no hints at all.
+    faint = np.zeros((h, w, 4), np.uint8)
+    faint[..., :3] = 200
+    faint[..., 3] = 100
+    assert hint_input(faint, g) is None and hint_input(np.zeros((h, w, 4), np.uint8), g) is None
+    assert hint_input(None, g) is None and hint_input([], g) is None
+
+
+def test_bad_hints_are_one_line_errors(tmp_path):
+    with pytest.raises(HintError, match="#rrggbb"):
+        parse_color("#12")
+    with pytest.raises(HintError, match="outside 0-255"):
+        parse_color((300, 0, 0))
+    with pytest.raises(HintError, match="RGBA"):
+        hint_pixels(np.zeros((4, 4, 3), np.uint8), 4, 4)
+    with pytest.raises(HintError, match="the photo is 5x4"):
+        hint_pixels(np.zeros((4, 4, 4), np.uint8), 4, 5)
+    with pytest.raises(HintError, match="radius"):
+        hint_pixels([(1, 1, "#ff0000", 0)], 4, 4)
+    Image.new("RGB", (8, 8)).save(tmp_path / "rgb.png")
+    (tmp_path / "junk.png").write_bytes(b"not a png")
+    with pytest.raises(HintError, match="no alpha"):
+        load_hint_image(tmp_path / "rgb.png")
+    with pytest.raises(HintError, match="not a readable image"):
+        load_hint_image(tmp_path / "junk.png")
+    Image.new("RGBA", (8, 8)).save(tmp_path / "ok.png")
+    with pytest.raises(HintError, match="the photo is 9x8"):
+        load_hint_image(tmp_path / "ok.png", (9, 8))
+    for err in (HintError("x"),):
+        assert "\n" not in str(err)
+
+
+@pytest.fixture(scope="module")
+def hinted(hint_bundle):
+    with Colorizer.load(str(hint_bundle), backend="onnxruntime") as c:
+        yield c
+
+
+def test_no_hints_is_bit_identical_to_automatic(hinted, grey_image):
+    im = Image.fromarray(grey_image)
+    auto = np.asarray(hinted.colorize(im))
+    for none in (None, [], np.zeros((*grey_image.shape, 4), np.uint8), Image.new("RGBA", im.size, (255, 0, 0, 0))):
+        assert np.array_equal(np.asarray(hinted.colorize(im, hints=none)), auto)
+
+
+def test_hints_change_colour_never_lightness(hinted, grey_image):
+    im = Image.fromarray(grey_image)
+    auto = np.asarray(hinted.colorize(im)).astype(np.float32) / 255
+    got = np.asarray(hinted.colorize(im, hints=[(90, 60, "#00ff00", 10), (30, 30, (255, 0, 255), 6)])).astype(np.float32) / 255
+    assert np.abs(got - auto).max() > 0.02  # the hints did something (random-weight model, non-zero hint branch)
+    L_in = rgb_to_l(np.repeat(grey_image[..., None].astype(np.float32) / 255, 3, -1))
+    # L comes from the photo; only gamut clipping of strong colours can move it, and only a little on average.
+    assert np.abs(rgb_to_l(got) - L_in).mean() < 1.0
+    assert np.abs(rgb_to_l(got) - L_in).mean() <= np.abs(rgb_to_l(auto) - L_in).mean() + 0.5
+
+
+def test_torch_backend_takes_the_same_hints(hint_bundle, hinted, grey_image):
+    pytest.importorskip("torch")
+    hints = [(90, 60, "#00ff00", 10)]
+    ref = hinted.colorize_array(grey_image, hints=hints)
+    with Colorizer.load(str(hint_bundle), backend="torch-cpu") as c:
+        got = c.colorize_array(grey_image, hints=hints)
+    assert np.abs(got - ref).max() < 2e-3
+
+
+def test_model_without_hint_inputs_refuses_hints(tiny_bundle, grey_image):
+    with Colorizer.load(str(tiny_bundle), backend="onnxruntime") as c:
+        assert not c.takes_hints
+        c.colorize_array(grey_image, hints=[])  # no hints is fine
+        with pytest.raises(HintError, match="takes no colour hints"):
+            c.colorize_array(grey_image, hints=[(5, 5, "#ff0000")])
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "runtime.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_hints_file_sidecars_and_bad_hint_files(hint_bundle, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    photo = Image.fromarray((np.indices((60, 80)).sum(0) * 2 % 256).astype(np.uint8))
+    photo.save(src / "a.jpg")
+    photo.save(src / "b.jpg")
+    hints = Image.new("RGBA", photo.size, (0, 0, 0, 0))
+    ImageDraw.Draw(hints).ellipse((20, 20, 30, 30), fill=(255, 0, 0, 255))
+    hints.save(src / "a.hints.png")
+    r = _cli(src, "-o", tmp_path / "out", "--model", hint_bundle, "--json")
+    assert r.returncode == 0, r.stderr
+    res = {json.loads(r.stdout)["results"][i]["input"]: json.loads(r.stdout)["results"][i] for i in range(2)}
+    assert len(json.loads(r.stdout)["results"]) == 2  # the sidecar is not itself colorized
+    assert res[str(src / "a.jpg")]["hints"] == str(src / "a.hints.png") and res[str(src / "b.jpg")]["hints"] is None
+    assert json.loads(r.stdout)["summary"]["with_hints"] == 1
+    assert "(1 with colour hints)" in r.stderr
+    # An explicit --hints file for one input; the output differs from the automatic one.
+    r = _cli(src / "b.jpg", "--hints", src / "a.hints.png", "-o", tmp_path / "b_hinted.png", "--model", hint_bundle)
+    assert r.returncode == 0, r.stderr
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "b_hinted.png")), np.asarray(Image.open(tmp_path / "out" / "b.jpg")))
+    # Bad hint files: one line, exit 1, nothing written; --hints with several inputs is a usage error.
+    Image.new("RGB", photo.size).save(tmp_path / "noalpha.png")
+    Image.new("RGBA", (5, 5)).save(tmp_path / "small.png")
+    for bad, msg in (("noalpha.png", "no alpha channel"), ("small.png", "the photo is 80x60")):
+        out = tmp_path / f"bad_{bad}.jpg"
+        r = _cli(src / "a.jpg", "--hints", tmp_path / bad, "-o", out, "--model", hint_bundle)
+        assert r.returncode == 1 and msg in r.stderr and "Traceback" not in r.stderr
+        assert not out.exists()
+    r = _cli(src, "--hints", src / "a.hints.png", "-o", tmp_path / "o2")
+    assert r.returncode == 2 and "exactly one input file" in r.stderr and not (tmp_path / "o2").exists()
+
+
+def _flat_square_photo() -> tuple[np.ndarray, tuple[slice, slice]]:
+    """A textured grey photo with a flat mid-grey square: the region a restorer would mark with a colour."""
+    rng = np.random.default_rng(5)
+    h, w = 256, 320
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = 110 + 50 * np.sin(xx / 9.0) * np.cos(yy / 13.0) + rng.normal(0, 6, (h, w))
+    sq = (slice(80, 176), slice(110, 206))
+    img[sq] = 128
+    return np.clip(img, 0, 255).astype(np.uint8), sq
+
+
+@pytest.mark.xfail(strict=True, reason="the 2026-12-01 default follows hints only weakly: the square turns reddish "
+                   "(a > 15) but magenta (hue -42 deg vs the hint's 36); +0.09 dB at 10 points (docs/default-model). "
+                   "Strict: a model that passes makes this fail, so remove the mark then")
+def test_default_model_follows_a_hint_on_a_flat_region():
+    """With the embedded default: three red dots on a flat grey square turn the square red; far from it
+    the result stays close to the automatic one."""
+    c = Colorizer.load(backend="onnxruntime")
+    assert c.takes_hints, "the embedded default model must take colour hints"
+    img, (sy, sx) = _flat_square_photo()
+    red = "#d02020"
+    dots = [(sx.start + 30, sy.start + 30, red, 3), (sx.start + 66, sy.start + 48, red, 3), (sx.start + 40, sy.start + 70, red, 3)]
+    auto = c.colorize_array(img)
+    got = c.colorize_array(img, hints=dots)
+    lab_auto, lab_got = rgb_to_lab(auto), rgb_to_lab(got)
+    inner = (slice(sy.start + 10, sy.stop - 10), slice(sx.start + 10, sx.stop - 10))
+    a, b = lab_got[inner][..., 1].mean(), lab_got[inner][..., 2].mean()
+    target = rgb_to_lab(np.array([[0xD0, 0x20, 0x20]], np.float32) / 255)[0]
+    hue = np.degrees(np.arctan2(b, a))
+    target_hue = np.degrees(np.arctan2(target[2], target[1]))
+    assert a > 15, f"the square is not red: mean a {a:.1f}, b {b:.1f}"
+    assert abs(hue - target_hue) < 30, f"hue {hue:.0f} deg, hint hue {target_hue:.0f} deg"
+    far = (slice(0, 40), slice(0, 60))  # a corner away from the square
+    assert np.abs(lab_got[far][..., 1:] - lab_auto[far][..., 1:]).mean() < 6
+    c.close()
