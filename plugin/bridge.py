@@ -6,11 +6,16 @@ own environment (the Python recorded by ``colorize-gan-gimp install``):
 
 1. a private temp folder per call (``tempfile.mkdtemp``: mode 0700, unique name), so concurrent calls and
    other users never share files (Intel's plug-ins used fixed shared paths);
-2. ``request.json`` + one raw ``R'G'B'A u8`` file per frame (+ an optional ``Y u8`` selection mask);
+2. ``request.json`` + one raw ``R'G'B'A u8`` file per frame (+ an optional ``Y u8`` selection mask, and optional
+   ``R'G'B'A u8`` colour hints in the frame's own coordinates: opaque pixels are hint colours);
 3. the worker streams progress as JSON lines on stdout and writes ``response.json`` and one raw RGBA file
    per frame; any failure -- nonzero exit, ``"ok": false``, missing or short output -- raises a
    :class:`BridgeError` carrying the worker's message (never a silent success);
 4. the folder is removed afterwards.
+
+Ctrl-C (or any signal) stopping the worker, or a KeyboardInterrupt in the caller while it waits, is a one-line
+:class:`BridgeError` too: the worker is stopped, its folder removed, and no pixels are returned, so the
+plug-in, which changes the image only after a successful return, leaves the image as it was.
 
 Only the standard library is used: this module runs inside GIMP's Python (which may lack numpy) and is
 copied next to the installed plug-in. It is also importable as ``plugin.bridge`` for tests.
@@ -21,6 +26,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
-PROTOCOL = 1
+PROTOCOL = 2  # 2: optional per-frame colour hints (an older worker would ignore them silently)
 PROC_NAME = "python-fu-colorize-gan"  # the plug-in's PDB procedure (the installer looks for it in GIMP's pluginrc)
 CONFIG_NAME = "colorize_gan.json"  # written beside the installed plug-in by plugin/installer.py
 PYTHON_ENV = "COLORIZE_GAN_PYTHON"  # overrides the recorded worker Python (tests, troubleshooting)
@@ -41,8 +47,8 @@ _STRIP_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONEXECUTABLE", "
 BACKENDS = ("auto", "gpu", "cpu")
 OUTPUT_MODES = ("new-layer", "in-place")
 
-# Worker exit codes (plugin/worker.py uses the same numbers).
-EXIT_OK, EXIT_FAILED, EXIT_BAD_REQUEST, EXIT_ENVIRONMENT = 0, 1, 2, 3
+# Worker exit codes (plugin/worker.py uses the same numbers); 130 = 128 + SIGINT, as shells report Ctrl-C.
+EXIT_OK, EXIT_FAILED, EXIT_BAD_REQUEST, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 ProgressFn = Callable[[float, str], None]
 
@@ -57,13 +63,16 @@ class WorkerEnvError(BridgeError):
 
 @dataclass
 class Frame:
-    """One drawable's pixels: ``width * height * 4`` bytes of R'G'B'A u8, and optionally a selection mask
-    of ``width * height`` bytes (Y u8, 255 = fully selected) used by the new-layer output mode."""
+    """One drawable's pixels: ``width * height * 4`` bytes of R'G'B'A u8, optionally a selection mask of
+    ``width * height`` bytes (Y u8, 255 = fully selected) used by the new-layer output mode, and optionally
+    colour hints: ``width * height * 4`` bytes of R'G'B'A u8 over the same pixels, whose opaque pixels
+    (alpha >= 128, runtime.hints) are hint colours; fully transparent hints = the automatic result."""
 
     width: int
     height: int
     rgba: bytes
     mask: Optional[bytes] = None
+    hints: Optional[bytes] = None
 
     def validate(self) -> None:
         if self.width <= 0 or self.height <= 0:
@@ -72,6 +81,8 @@ class Frame:
             raise BridgeError(f"pixel buffer has {len(self.rgba)} bytes, expected {self.width * self.height * 4}")
         if self.mask is not None and len(self.mask) != self.width * self.height:
             raise BridgeError(f"mask has {len(self.mask)} bytes, expected {self.width * self.height}")
+        if self.hints is not None and len(self.hints) != self.width * self.height * 4:
+            raise BridgeError(f"hint buffer has {len(self.hints)} bytes, expected {self.width * self.height * 4}")
 
 
 @dataclass
@@ -193,6 +204,9 @@ def colorize(
             if frame.mask is not None:
                 entry["mask"] = f"mask-{i:04d}.y"
                 _write(os.path.join(tmp, entry["mask"]), frame.mask)
+            if frame.hints is not None:
+                entry["hints"] = f"hints-{i:04d}.rgba"
+                _write(os.path.join(tmp, entry["hints"]), frame.hints)
             request["frames"].append(entry)
         request_path = os.path.join(tmp, "request.json")
         with open(request_path, "w", encoding="utf-8") as fh:
@@ -212,6 +226,8 @@ def colorize(
                 raise BridgeError(f"the worker wrote {len(data)} bytes for {entry['output']}, expected {expected}")
             outputs.append(data)
         return Result(outputs, info)
+    except KeyboardInterrupt:  # Ctrl-C in GIMP's terminal reaches the plug-in too: an error, never half a result
+        raise BridgeError("interrupted (Ctrl-C); nothing was changed") from None
     finally:
         if os.environ.get(KEEP_TMP_ENV):
             sys.stderr.write(f"colorize-gan: kept the worker folder {tmp}\n")
@@ -253,19 +269,22 @@ def _run_worker(python, request_path, tmp, progress, timeout):
         reader.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         done = False
-        while not done:
-            if deadline is not None and time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                raise BridgeError(f"the worker did not finish within {timeout:.0f} s and was stopped")
-            try:
-                raw = lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if raw is None:
-                done = True
-            elif progress is not None:
-                _relay(raw, progress)
+        try:
+            while not done:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise BridgeError(f"the worker did not finish within {timeout:.0f} s and was stopped")
+                try:
+                    raw = lines.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if raw is None:
+                    done = True
+                elif progress is not None:
+                    _relay(raw, progress)
+        except BaseException:  # timeout, Ctrl-C, a failing progress callback: never leave the worker running
+            proc.kill()
+            proc.wait()
+            raise
         proc.wait()
         reader.join(timeout=5)
     with open(stderr_path, encoding="utf-8", errors="replace") as fh:
@@ -292,6 +311,9 @@ def _read_response(tmp: str, returncode: int, stderr: str, python: str) -> dict:
     if isinstance(info, dict) and not info.get("ok", False):
         cls = WorkerEnvError if returncode == EXIT_ENVIRONMENT or info.get("kind") == "environment" else BridgeError
         raise cls(str(info.get("error") or f"the worker failed (exit {returncode})"))
+    if returncode < 0 or returncode == EXIT_INTERRUPTED:  # e.g. Ctrl-C before the worker could write a response
+        how = f"by {signal.Signals(-returncode).name}" if -returncode in signal.valid_signals() else "by Ctrl-C"
+        raise BridgeError(f"the worker was stopped {how} (exit {returncode}); nothing was changed")
     if returncode != EXIT_OK:
         detail = _tail(stderr) or "no message"
         if "No module named" in stderr or returncode == EXIT_ENVIRONMENT:

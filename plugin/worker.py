@@ -2,16 +2,22 @@
 
 It reads the request written by :mod:`plugin.bridge` (options + raw RGBA frames in the same private
 folder), loads the model once through ``runtime.Colorizer``, colorizes every frame with the step API
-(prepare -> predict_ab -> [TemporalStabilizer for frames] -> finish, so luminance stays the source's),
-writes one raw RGBA file per frame and ``response.json``, and streams progress as JSON lines on stdout.
+(prepare -> hint_input -> predict_ab -> [TemporalStabilizer for frames] -> finish, so luminance stays the
+source's), writes one raw RGBA file per frame and ``response.json``, and streams progress as JSON lines on stdout.
+
+Colour hints: a frame may come with an RGBA hint file over the same pixels (the plug-in maps the hint layer
+into each frame's coordinates); ``Colorizer.hint_input`` turns its opaque pixels into the model's hint input.
+A fully transparent one is no hints at all (the automatic result, bit for bit); real hints for a model
+without hint inputs fail with a one-line message (kind ``"hints"``).
 
 Output pixels: RGB = colorized; alpha = the source alpha, times the selection mask in new-layer mode
 (so the new layer shows colour only where the selection is, with feathered edges blending). In-place
 mode leaves the mask to GIMP, which merges the shadow buffer through the selection.
 
 ``python -m plugin.worker --check`` imports the runtime and prints which backends can run (installer,
-troubleshooting). Exit codes: 0 ok, 1 colorizing failed, 2 bad request, 3 broken environment; every
-failure also writes ``{"ok": false, "error": ...}`` so the plug-in can show the real reason.
+troubleshooting). Exit codes: 0 ok, 1 colorizing failed, 2 bad request, 3 broken environment, 130 interrupted
+(Ctrl-C / SIGINT: one line, kind ``"interrupted"``, no traceback); every failure also writes
+``{"ok": false, "error": ...}`` so the plug-in can show the real reason.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ from plugin.bridge import (  # the numbers and names both sides agree on
     EXIT_BAD_REQUEST,
     EXIT_ENVIRONMENT,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     OUTPUT_MODES,
     PROTOCOL,
@@ -35,6 +42,10 @@ from plugin.bridge import (  # the numbers and names both sides agree on
 
 class RequestError(ValueError):
     """The request file is unreadable or inconsistent."""
+
+
+class HintsRefused(ValueError):
+    """The user's colour hints cannot be used (e.g. the model has no hint inputs); the message is for the user."""
 
 
 def _emit(stream, **event) -> None:
@@ -61,8 +72,9 @@ def read_request(path: Path) -> dict:
             # Only bare names inside the request's own folder: the request cannot make us read or write elsewhere.
             if Path(entry.get(key, "")).name != entry.get(key) or not entry.get(key):
                 raise RequestError(f"bad file name {entry.get(key)!r} in the request")
-        if entry.get("mask") is not None and Path(entry["mask"]).name != entry["mask"]:
-            raise RequestError(f"bad file name {entry['mask']!r} in the request")
+        for key in ("mask", "hints"):
+            if entry.get(key) is not None and Path(entry[key]).name != entry[key]:
+                raise RequestError(f"bad file name {entry[key]!r} in the request")
     return request
 
 
@@ -95,6 +107,7 @@ def colorize_frames(request: dict, folder: Path, progress) -> dict:
     saturation = float(opts.get("saturation", 1.0))
     new_layer = opts.get("output", "new-layer") == "new-layer"
     warnings: list = []
+    hinted = 0
     started = time.monotonic()
     _emit(progress, event="progress", done=0, total=len(frames), message="loading the model")
     colorizer = load_colorizer(opts, warnings)
@@ -112,7 +125,9 @@ def colorize_frames(request: dict, folder: Path, progress) -> dict:
             rgba = np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 4)
             L = rgb8_to_l(rgba)
             net_L, geom = colorizer.prepare(L)
-            ab = colorizer.predict_ab(net_L)[0]
+            net_hints = _hint_input(colorizer, folder, entry, geom)
+            hinted += net_hints is not None
+            ab = colorizer.predict_ab(net_L, net_hints)[0]
             if stabilizer is not None:
                 ab = stabilizer.update(net_L[0, 0], ab)
             out = np.empty((h, w, 4), dtype=np.uint8)
@@ -131,11 +146,35 @@ def colorize_frames(request: dict, folder: Path, progress) -> dict:
             "render_size": colorizer.render_size,
             "frames": len(frames),
             "stabilized": stabilizer is not None,
+            "hinted": hinted,  # frames whose hints had at least one hint pixel
             "seconds": round(time.monotonic() - started, 3),
             "warnings": warnings,
         }
     finally:
         colorizer.close()
+
+
+def _hint_input(colorizer, folder: Path, entry: dict, geom):
+    """The frame's hint file -> the network's hint input, or None (no file, or no opaque pixel in it)."""
+    if not entry.get("hints"):
+        return None
+    import numpy as np
+
+    from runtime.hints import HintError
+
+    w, h = int(entry["width"]), int(entry["height"])
+    raw = (folder / entry["hints"]).read_bytes()
+    if len(raw) != w * h * 4:
+        raise RequestError(f"{entry['hints']} has {len(raw)} bytes, expected {w * h * 4}")
+    try:
+        return colorizer.hint_input(np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 4), geom)
+    except HintError as exc:
+        if colorizer.takes_hints:
+            raise HintsRefused(f"colour hints: {exc}") from None
+        raise HintsRefused(
+            f"the hint layer has colour hints but the model {colorizer.spec.name!r} takes none: choose no hint "
+            "layer (or clear it), or a model trained with hints"
+        ) from None
 
 
 def check() -> dict:
@@ -153,7 +192,14 @@ def check() -> dict:
 
 
 def main(argv: list | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # Ctrl-C before a request folder is known (e.g. during --check): no traceback
+        sys.stderr.write("colorize-gan worker: interrupted\n")
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: list) -> int:
     # Progress goes to the real stdout; anything a library prints goes to stderr, so the stream stays ours.
     progress = sys.stdout
     sys.stdout = sys.stderr
@@ -177,26 +223,36 @@ def main(argv: list | None = None) -> int:
         return code
 
     try:
-        request = read_request(request_path)
-    except RequestError as exc:
-        return fail("request", str(exc), EXIT_BAD_REQUEST)
-    try:
-        import numpy  # noqa: F401 -- fail early, as an environment problem, not as a colorizing error
-        import runtime  # noqa: F401
-    except Exception as exc:  # noqa: BLE001
-        traceback.print_exc()
-        return fail("environment", f"the worker environment {sys.executable} cannot import the runtime: {exc}", EXIT_ENVIRONMENT)
-    try:
-        payload = colorize_frames(request, folder, progress)
-    except RequestError as exc:
-        return fail("request", str(exc), EXIT_BAD_REQUEST)
-    except Exception as exc:  # noqa: BLE001 -- every failure becomes the user's error message
-        traceback.print_exc()
-        return fail("colorize", f"{type(exc).__name__}: {exc}", EXIT_FAILED)
-    tmp = folder / "response.json.tmp"
-    tmp.write_text(json.dumps({"ok": True, "protocol": PROTOCOL, **payload}))
-    os.replace(tmp, response)  # never a half-written success
-    return EXIT_OK
+        try:
+            request = read_request(request_path)
+        except RequestError as exc:
+            return fail("request", str(exc), EXIT_BAD_REQUEST)
+        try:
+            import numpy  # noqa: F401 -- fail early, as an environment problem, not as a colorizing error
+            import runtime  # noqa: F401
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            return fail("environment", f"the worker environment {sys.executable} cannot import the runtime: {exc}",
+                        EXIT_ENVIRONMENT)
+        try:
+            payload = colorize_frames(request, folder, progress)
+        except RequestError as exc:
+            return fail("request", str(exc), EXIT_BAD_REQUEST)
+        except HintsRefused as exc:
+            return fail("hints", str(exc), EXIT_FAILED)
+        except Exception as exc:  # noqa: BLE001 -- every failure becomes the user's error message
+            traceback.print_exc()
+            return fail("colorize", f"{type(exc).__name__}: {exc}", EXIT_FAILED)
+        tmp = folder / "response.json.tmp"
+        tmp.write_text(json.dumps({"ok": True, "protocol": PROTOCOL, **payload}))
+        os.replace(tmp, response)  # never a half-written success
+        return EXIT_OK
+    except KeyboardInterrupt:
+        # Ctrl-C in GIMP's terminal reaches the worker too. Frames already written stay in the private folder,
+        # which the bridge removes: the plug-in gets this one line as its error and leaves the image alone.
+        sys.stderr.write("colorize-gan worker: interrupted\n")
+        return fail("interrupted", "interrupted (Ctrl-C) before the colorizing was finished; nothing was changed",
+                    EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """Runs inside gimp-console (python-fu-eval) for tests/test_gimp.py: many cases per GIMP launch.
 
 Reads the case list from $COLORIZE_GAN_GIMP_CASES (JSON), and for each case: loads the image, adds
-layers / offsets / a selection as asked, runs python-fu-colorize-gan through the PDB, then dumps what
-the test checks -- status, error text, every layer's geometry and raw R'G'B'A u8 pixels, the selection
-mask, the image base type -- into $OUT/<case>/ plus a merged PNG to look at. A case that raises is
-recorded as such and the next case still runs, so one launch answers every test.
+layers / offsets / a selection as asked, runs python-fu-colorize-gan (or the case's "proc") through the
+PDB ("runs" times; layers named by index, top to bottom, or by name), then dumps what the test checks --
+status, error text, every layer's geometry, visibility, parasites and raw R'G'B'A u8 pixels, the selected
+layers, the selection mask, the image base type -- into $OUT/<case>/ plus a merged PNG to look at. A case
+that raises is recorded as such and the next case still runs, so one launch answers every test.
 """
 import json
 import os
@@ -18,6 +19,7 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, Gio  # noqa: E402
 
 PROC = "python-fu-colorize-gan"
+PROCS = {"colorize": PROC, "add-hint-layer": "python-fu-colorize-gan-add-hint-layer"}
 
 
 def _load(path):
@@ -31,7 +33,8 @@ def _dump_layer(layer, path):
         fh.write(bytes(data))
     _ok, ox, oy = layer.get_offsets()
     return {"name": layer.get_name(), "offsets": [ox, oy], "size": [w, h], "has_alpha": layer.has_alpha(),
-            "pixels": os.path.basename(path)}
+            "visible": layer.get_visible(), "parasites": sorted(layer.get_parasite_list()),
+            "tattoo": layer.get_tattoo(), "pixels": os.path.basename(path)}
 
 
 def _snapshot(image, folder, tag):
@@ -45,12 +48,13 @@ def _snapshot(image, folder, tag):
         "base_type": image.get_base_type().value_nick,
         "size": [w, h],
         "layers": layers,  # top to bottom
+        "selected": [l.get_name() for l in image.get_selected_layers()],
         "selection_empty": bool(Gimp.Selection.is_empty(image)),
     }
 
 
-def _registration():
-    proc = Gimp.get_pdb().lookup_procedure(PROC)
+def _registration(name=PROC):
+    proc = Gimp.get_pdb().lookup_procedure(name)
     if proc is None:
         return {"registered": False}
     return {
@@ -69,6 +73,10 @@ def _prepare(case):
         image.insert_layer(layer, None, 0)
         if "name" in extra:
             layer.set_name(extra["name"])
+        if "offsets" in extra:
+            layer.set_offsets(*extra["offsets"])
+        if extra.get("visible") is False:
+            layer.set_visible(False)
     if case.get("group"):
         image.insert_layer(Gimp.GroupLayer.new(image, "Group"), None, 0)
     for index, (x, y) in case.get("offsets", {}).items():
@@ -85,26 +93,43 @@ def _prepare(case):
     return image
 
 
+def _layer(image, ref):
+    """A layer by index (top to bottom) or by name."""
+    layer = image.get_layers()[ref] if isinstance(ref, int) else image.get_layer_by_name(ref)
+    if layer is None:
+        raise RuntimeError(f"no layer {ref!r}")
+    return layer
+
+
+def _run_proc(case, image):
+    name = PROCS[case.get("proc", "colorize")]
+    proc = Gimp.get_pdb().lookup_procedure(name)
+    if proc is None:
+        raise RuntimeError(f"{name} is not registered")
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", getattr(Gimp.RunMode, case.get("run_mode", "NONINTERACTIVE")))
+    cfg.set_property("image", image)
+    drawables = image.get_layers() if case.get("drawables") == "all" else [
+        _layer(image, ref) for ref in case.get("drawables", [0])]
+    cfg.set_core_object_array("drawables", drawables)
+    for key, value in case.get("args", {}).items():
+        cfg.set_property(key, value)
+    if "hint_layer" in case:
+        cfg.set_property("hint-layer", _layer(image, case["hint_layer"]))
+    res = proc.run(cfg)
+    return res.index(0), res.index(1) if res.length() > 1 else None
+
+
 def _run_case(case, out_dir):
     folder = os.path.join(out_dir, case["name"])
     image = _prepare(case)
     before = _snapshot(image, folder, "before")
-    proc = Gimp.get_pdb().lookup_procedure(PROC)
-    if proc is None:
-        raise RuntimeError(f"{PROC} is not registered")
-    cfg = proc.create_config()
-    cfg.set_property("run-mode", getattr(Gimp.RunMode, case.get("run_mode", "NONINTERACTIVE")))
-    cfg.set_property("image", image)
-    layers = image.get_layers()
-    drawables = layers if case.get("drawables") == "all" else [layers[i] for i in case.get("drawables", [0])]
-    cfg.set_core_object_array("drawables", drawables)
-    for key, value in case.get("args", {}).items():
-        cfg.set_property(key, value)
     started = time.monotonic()
-    res = proc.run(cfg)
+    for _ in range(case.get("runs", 1)):  # re-runs: each with the drawables named again (the stack changed)
+        status, error = _run_proc(case, image)
+        if status != Gimp.PDBStatusType.SUCCESS:
+            break
     seconds = time.monotonic() - started
-    status = res.index(0)
-    error = res.index(1) if res.length() > 1 else None
     after = _snapshot(image, folder, "after")
     merged = os.path.join(folder, "merged.png")
     Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(merged), None)
@@ -117,7 +142,8 @@ def main():
     with open(os.environ["COLORIZE_GAN_GIMP_CASES"], encoding="utf-8") as fh:
         spec = json.load(fh)
     out_dir = spec["out"]
-    results = {"registration": _registration(), "cases": {}}
+    results = {"registration": _registration(), "registration_add_hint": _registration(PROCS["add-hint-layer"]),
+               "cases": {}}
     for case in spec["cases"]:
         try:
             results["cases"][case["name"]] = _run_case(case, out_dir)

@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from plugin import bridge, worker
+from process_helpers import interrupt_when
 from runtime.color import rgb_to_lab
 
 PY = sys.executable
@@ -100,15 +102,71 @@ def test_worker_error_is_an_error(tiny_bundle, tmp_path):
     assert not isinstance(exc.value, bridge.WorkerEnvError)
 
 
+# -- colour hints through the bridge ------------------------------------------------------------------------
+
+def dots(frame: bridge.Frame, centres, colour=(215, 35, 30), alpha: int = 255) -> bytes:
+    """RGBA hints over ``frame``: discs of radius 3 at ``centres``, transparent elsewhere."""
+    out = np.zeros((frame.height, frame.width, 4), np.uint8)
+    yy, xx = np.mgrid[0:frame.height, 0:frame.width]
+    for x, y in centres:
+        out[(xx - x) ** 2 + (yy - y) ** 2 <= 9] = (*colour, alpha)
+    return out.tobytes()
+
+
+def test_hints_travel_through_the_bridge(hint_bundle):
+    """The hint file reaches the model, the right way round: dots on the left change the left, not the right."""
+    plain, _ = grey_frame()
+    hinted, _ = grey_frame()
+    hinted.hints = dots(hinted, [(8, 10), (14, 26), (8, 40)])
+    options = bridge.Options(model=str(hint_bundle), backend="cpu")
+    auto, res = (bridge.colorize([f], options, PY) for f in (plain, hinted))
+    assert res.info["hinted"] == 1 and auto.info["hinted"] == 0
+    diff = np.abs(as_array(res.frames[0], hinted).astype(int) - as_array(auto.frames[0], plain))[..., :3].max(axis=2)
+    assert diff[:, :20].mean() > 0.5, "the hints must change the colour where they are"
+    assert diff[:, :20].mean() > 10 * diff[:, 50:].mean(), "and far less on the other side of the frame"
+    lab_in, lab_out = lab(grey_frame()[1]), lab(as_array(res.frames[0], hinted))
+    assert np.median(np.abs(lab_out[..., 0] - lab_in[..., 0])) < 1.0, "hints never change the luminance"
+
+
+@pytest.mark.parametrize("model", ["hint_bundle", "tiny_bundle"])
+def test_empty_hints_are_the_automatic_result(model, request):
+    """Fully transparent hints -- or only faint pixels (alpha < 128) -- give the automatic result to the bit,
+    with a hint-taking model and with one that takes no hints."""
+    options = bridge.Options(model=str(request.getfixturevalue(model)), backend="cpu")
+    plain, empty, faint = (grey_frame()[0] for _ in range(3))
+    empty.hints = bytes(empty.width * empty.height * 4)
+    faint.hints = dots(faint, [(8, 10), (40, 30)], alpha=127)
+    res = bridge.colorize([plain, empty, faint], options, PY)
+    assert res.frames[0] == res.frames[1] == res.frames[2] and res.info["hinted"] == 0
+
+
+def test_model_without_hint_inputs_refuses_hints(tiny_bundle):
+    frame = grey_frame()[0]
+    frame.hints = dots(frame, [(30, 20)])
+    with pytest.raises(bridge.BridgeError, match="takes none") as exc:
+        bridge.colorize([frame], bridge.Options(model=str(tiny_bundle), backend="cpu"), PY)
+    assert not isinstance(exc.value, bridge.WorkerEnvError) and "\n" not in str(exc.value)
+
+
+def test_bad_hint_buffer_fails_before_starting_a_worker():
+    frame = grey_frame()[0]
+    frame.hints = b"short"
+    with pytest.raises(bridge.BridgeError, match="hint buffer"):
+        bridge.colorize([frame], bridge.Options(), "/nonexistent/python")
+
+
 def test_check_worker_lists_backends():
     info = bridge.check_worker(PY)
     assert info["ok"] and info["backends"]["onnxruntime"] == "available"
 
 
-def test_worker_rejects_file_names_outside_its_folder(tmp_path):
+@pytest.mark.parametrize("names", [
+    {"pixels": "../../etc/passwd", "output": "out.rgba"},
+    {"pixels": "in.rgba", "output": "out.rgba", "hints": "/etc/passwd"},
+])
+def test_worker_rejects_file_names_outside_its_folder(tmp_path, names):
     (tmp_path / "request.json").write_text(json.dumps({
-        "protocol": bridge.PROTOCOL, "options": {},
-        "frames": [{"width": 1, "height": 1, "pixels": "../../etc/passwd", "output": "out.rgba"}],
+        "protocol": bridge.PROTOCOL, "options": {}, "frames": [{"width": 1, "height": 1, **names}],
     }))
     assert worker.main([str(tmp_path / "request.json")]) == bridge.EXIT_BAD_REQUEST
     assert "bad file name" in json.loads((tmp_path / "response.json").read_text())["error"]
@@ -121,6 +179,66 @@ def test_python_without_the_project_is_a_broken_environment(tmp_path):
         bridge.colorize([grey_frame()[0]], bridge.Options(), str(venv / "bin" / "python"))
     with pytest.raises(bridge.WorkerEnvError, match="broken"):
         bridge.check_worker(str(venv / "bin" / "python"))
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------------------
+
+def test_worker_ctrl_c_is_a_one_line_error(tiny_bundle, tmp_path):
+    """SIGINT to the real worker half-way through a request: exit 130, "interrupted" in response.json, one
+    line on stderr, no traceback; the bridge turns it into a one-line BridgeError (so the plug-in, which
+    changes the image only after a successful colorize(), leaves it untouched)."""
+    n = 100
+    frame, _ = grey_frame(320, 240)
+    frames = []
+    for i in range(n):
+        (tmp_path / f"in-{i:04d}.rgba").write_bytes(frame.rgba)
+        frames.append({"width": frame.width, "height": frame.height,
+                       "pixels": f"in-{i:04d}.rgba", "output": f"out-{i:04d}.rgba"})
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"protocol": bridge.PROTOCOL, "frames": frames,
+                                   "options": asdict(bridge.Options(model=str(tiny_bundle), backend="cpu"))}))
+
+    def first_frame_done(_stderr: str) -> bool:
+        return (tmp_path / "out-0000.rgba").exists()
+
+    code, _, err = interrupt_when(bridge.worker_command(PY, str(request)), first_frame_done)
+    assert code == bridge.EXIT_INTERRUPTED, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and err.strip() == "colorize-gan worker: interrupted"
+    response = json.loads((tmp_path / "response.json").read_text())
+    assert response["ok"] is False and response["kind"] == "interrupted"
+    assert not (tmp_path / f"out-{n - 1:04d}.rgba").exists(), "it was interrupted, not finished"
+    with pytest.raises(bridge.BridgeError, match="interrupted") as exc:
+        bridge._read_response(str(tmp_path), code, err, PY)
+    assert "\n" not in str(exc.value) and not isinstance(exc.value, bridge.WorkerEnvError)
+
+
+def test_ctrl_c_in_the_plug_in_stops_the_worker(tiny_bundle, monkeypatch):
+    """KeyboardInterrupt in the calling process (GIMP's terminal) while the worker runs: the worker is stopped,
+    its folder removed, and the caller gets a BridgeError, not a KeyboardInterrupt and no pixels."""
+    started, folders = [], []
+    popen, mkdtemp = bridge.subprocess.Popen, bridge.tempfile.mkdtemp
+    monkeypatch.setattr(bridge.subprocess, "Popen", lambda *a, **k: started.append(popen(*a, **k)) or started[-1])
+    monkeypatch.setattr(bridge.tempfile, "mkdtemp", lambda **k: folders.append(mkdtemp(**k)) or folders[-1])
+
+    def ctrl_c(_fraction, _message):
+        raise KeyboardInterrupt
+
+    with pytest.raises(bridge.BridgeError, match="interrupted") as exc:
+        bridge.colorize([grey_frame()[0]] * 3, bridge.Options(model=str(tiny_bundle), backend="cpu"), PY,
+                        progress=ctrl_c)
+    assert "\n" not in str(exc.value)
+    assert started[0].returncode is not None, "the worker must not outlive the call"
+    assert not Path(folders[0]).exists()
+
+
+@pytest.mark.parametrize("body, how", [
+    ("kill -INT $$", "SIGINT"), ("kill -KILL $$", "SIGKILL"), ("exit 130", "Ctrl-C"),
+])
+def test_worker_stopped_by_a_signal_is_a_one_line_error(tmp_path, body, how):
+    python = fake_python(tmp_path, "echo 'Traceback (most recent call last):' >&2; echo '  lots of it' >&2; " + body)
+    with pytest.raises(bridge.BridgeError, match=f"stopped by {how}") as exc:
+        bridge.colorize([grey_frame()[0]], bridge.Options(), python)
+    assert "\n" not in str(exc.value) and "Traceback" not in str(exc.value)
 
 
 # -- the protocol, with fake workers ---------------------------------------------------------------------
@@ -153,8 +271,8 @@ def test_private_folder_clean_env_and_cleanup(tmp_path, monkeypatch):
     ("exit 0", bridge.BridgeError, "without a valid response"),  # success claimed, nothing written
     ("""echo '{"ok": false, "kind": "environment", "error": "no numpy"}' > "$(dirname "$3")/response.json"; exit 3""",
      bridge.WorkerEnvError, "no numpy"),
-    ("""echo '{"ok": true, "protocol": 1}' > "$(dirname "$3")/response.json"; echo -n abc > "$(dirname "$3")/out-0000.rgba" """,
-     bridge.BridgeError, "bytes for out-0000.rgba"),
+    ("""echo '{"ok": true, "protocol": %d}' > "$(dirname "$3")/response.json"; echo -n abc > "$(dirname "$3")/out-0000.rgba" """
+     % bridge.PROTOCOL, bridge.BridgeError, "bytes for out-0000.rgba"),
     ("""echo '{"ok": true, "protocol": 99}' > "$(dirname "$3")/response.json" """, bridge.WorkerEnvError, "protocol 99"),
 ])
 def test_every_worker_failure_raises(tmp_path, body, cls, message):
@@ -176,8 +294,8 @@ def test_non_json_stdout_is_ignored_and_progress_relayed(tmp_path):
         echo 'some library chatter'
         echo '{"event": "progress", "done": 1, "total": 2, "message": "half"}'
         head -c $((75 * 53 * 4)) /dev/zero > "$dir/out-0000.rgba"
-        echo '{"ok": true, "protocol": 1, "backend": "fake"}' > "$dir/response.json"
-    """)
+        echo '{"ok": true, "protocol": %d, "backend": "fake"}' > "$dir/response.json"
+    """ % bridge.PROTOCOL)
     seen = []
     res = bridge.colorize([grey_frame()[0]], bridge.Options(), python, progress=lambda f, m: seen.append((f, m)))
     assert seen == [(0.5, "half")] and res.info["backend"] == "fake" and res.frames[0] == bytes(75 * 53 * 4)

@@ -3,13 +3,19 @@
 Economy: the plug-in is installed once per session into a private GIMP config (warmed by the first
 launch), and all cases run in ONE GIMP launch through tests/gimp_driver.py, which dumps every layer's
 pixels; the tests below only read those dumps. A second, short launch runs with a broken worker
-environment. GIMP comes from scripts/setup_gimp.sh (CI runs it first); without it these tests skip,
-unless COLORIZE_GAN_REQUIRE_GIMP=1, when they fail.
+environment, a third the colour-hint cases (in a config of its own: interactive runs there must not start
+from the values other launches used last). GIMP comes from scripts/setup_gimp.sh (CI runs it first);
+without it these tests skip, unless COLORIZE_GAN_REQUIRE_GIMP=1, when they fail.
+
+The hint plumbing runs on a random-weight hint-taking model (conftest's hint_bundle); whether a hint
+really pulls an object's colour to the hint's needs a trained one: the embedded default model, or
+$COLORIZE_GAN_TEST_HINT_MODEL (a bundle stem or file) to try another; skipped when that takes no hints.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,7 +28,7 @@ from PIL import Image
 
 from plugin import installer
 from runtime.color import linear_to_srgb, rgb_to_lab, srgb_to_linear
-from runtime.models import DEFAULT_STEM
+from runtime.models import DEFAULT_STEM, resolve
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 
@@ -43,7 +49,8 @@ class GimpSession:
     config: Path
     binds: list
 
-    def launch(self, name: str, cases: list, env: dict | None = None, timeout: int = 400, prefix: tuple = ()) -> dict:
+    def launch(self, name: str, cases: list, env: dict | None = None, timeout: int = 400, prefix: tuple = (),
+               binds: tuple = ()) -> dict:
         """Run ``cases`` in one gimp-console; returns the driver's results (raises with GIMP's log if none)."""
         folder = self.base / name
         out = folder / "out"
@@ -58,7 +65,7 @@ class GimpSession:
             **(env or {}),
         }
         cmd = [str(RUNNER), "--timeout", str(timeout)]
-        for b in self.binds:
+        for b in sorted({*self.binds, *binds}):
             cmd += ["--bind", b]
         cmd += ["--", *prefix, "gimp-console-3.0", "-i", "-n", "--stack-trace-mode=never",
                 "--batch-interpreter=python-fu-eval", "-b", f'exec(open("{DRIVER}").read())', "--quit"]
@@ -246,8 +253,12 @@ def test_procedure_registers(main_run, gimp):
     assert reg["registered"], "python-fu-colorize-gan not found in the PDB: the plug-in did not register"
     assert reg["menu_label"] == "Colorize (GAN)..." and reg["menu_paths"] == ["<Image>/Filters"]
     assert reg["image_types"] == "RGB*, GRAY*"
-    for arg in ("render-size", "saturation", "backend", "output-mode", "frames", "temporal-strength", "model"):
+    for arg in ("render-size", "saturation", "backend", "output-mode", "frames", "temporal-strength", "model",
+                "hint-layer"):
         assert arg in reg["arguments"]
+    add = main_run["registration_add_hint"]
+    assert add["registered"], "python-fu-colorize-gan-add-hint-layer not found in the PDB"
+    assert add["menu_label"] == "Colorize (GAN): add hint layer" and add["menu_paths"] == ["<Image>/Filters"]
     # GIMP has now queried the plug-in, so the installer's own check sees it in pluginrc.
     assert installer.status(gimp.config), "colorize-gan-gimp status should be OK after GIMP registered the plug-in"
 
@@ -418,8 +429,9 @@ def test_broken_worker_environment(gimp, images, tiny_bundle, tmp_path_factory):
         assert_unchanged(c)
 
 
-def test_dialog_ok_and_cancel(gimp, images, tiny_bundle):
-    """With a display, the procedure dialog opens; OK runs the filter, Cancel changes nothing.
+def test_dialog_ok_and_cancel(gimp, hint_images, tiny_bundle):
+    """With a display, the procedure dialog opens; OK runs the filter, Cancel changes nothing; with a
+    "Colour hints" layer in the image the dialog starts with it chosen (OK uses it: it is hidden afterwards).
 
     (Which values the dialog starts from is GIMP's business: interactive runs start from the last values
     used interactively, or from the arguments when there are none -- measured, see docs/gimp.md.)"""
@@ -428,17 +440,309 @@ def test_dialog_ok_and_cancel(gimp, images, tiny_bundle):
     if probe.returncode != 0:
         skip_or_fail("Xvfb/xdotool not installed where GIMP runs (scripts/setup_gimp.sh installs them)")
     args = {"model": str(tiny_bundle), "backend": "cpu"}
+    images = hint_images
     cases = [
         {"name": "ok", "input": images["rgb"], "run_mode": "INTERACTIVE", "args": args},
         {"name": "cancel", "input": images["rgb"], "run_mode": "INTERACTIVE", "args": args},
+        # An empty hint layer: the model (no hint inputs) accepts it, and the run hides the layer it used.
+        {"name": "hints", "input": images["hintscene"], "layers": [{"file": images["hints_empty"], "name": HINT_NAME}],
+         "drawables": ["Background"], "run_mode": "INTERACTIVE", "args": args},
     ]
     answered = gimp.base / "dialog-answered.txt"
-    run = gimp.launch("dialog", cases, prefix=(str(DIALOG),), timeout=180,
-                      env={"DIALOG_KEYS": "Return Escape", "DIALOG_LOG": str(answered)})
+    run = gimp.launch("dialog", cases, prefix=(str(DIALOG),), timeout=240,
+                      env={"DIALOG_KEYS": "Return Escape Return", "DIALOG_LOG": str(answered)})
     ok = case(run, "ok")
     assert_succeeded(ok)
     assert [l["name"] for l in ok.layers()] == ["Background (colorized)", "Background"]
     cancel = case(run, "cancel")
     assert cancel.status == "cancel"  # only the dialog's Cancel button gives this status
     assert_unchanged(cancel)
-    assert answered.read_text().strip() == "answered 2 dialogs", "each run must have shown its dialog"
+    hints = case(run, "hints")
+    assert_succeeded(hints)
+    assert [l["name"] for l in hints.layers()] == [HINT_NAME, "Background (colorized)", "Background"]
+    assert not hints.layers()[0]["visible"], "the dialog's default hint layer ('Colour hints') was used"
+    assert answered.read_text().strip() == "answered 3 dialogs", "each run must have shown its dialog"
+
+
+# -- colour hints ----------------------------------------------------------------------------------------
+
+SQUARE = (16, 62, 44, 44)  # x, y, w, h: the grey object the hints paint red
+DOTS = [(24, 70), (50, 70), (24, 96), (50, 96), (37, 83)]  # hint dots (image coordinates), all on the square
+RED = (215, 35, 30)
+HINT_NAME = "Colour hints"
+
+
+def hint_scene() -> np.ndarray:
+    """scene() with a flat grey square (the object) on the textured ground."""
+    img = scene(seed=5).astype(np.int16)
+    x, y, w, h = SQUARE
+    img[y:y + h, x:x + w] = 150 + np.random.default_rng(6).integers(-3, 4, (h, w))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def hint_rgba(w: int, h: int, dx: int = 0, dy: int = 0, alpha: int = 255) -> np.ndarray:
+    """A transparent w x h layer with the red DOTS (radius 3) drawn at image position minus (dx, dy)."""
+    out = np.zeros((h, w, 4), np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for x, y in DOTS:
+        out[(xx + 0.5 - (x - dx)) ** 2 + (yy + 0.5 - (y - dy)) ** 2 <= 9] = (*RED, alpha)
+    return out
+
+
+def square_mask(margin: int = 0) -> np.ndarray:
+    x, y, w, h = SQUARE
+    m = np.zeros((H, W), bool)
+    m[max(y - margin, 0):y + h + margin, max(x - margin, 0):x + w + margin] = True
+    return m
+
+
+@pytest.fixture(scope="session")
+def hint_images(tmp_path_factory, images) -> dict:
+    d = tmp_path_factory.mktemp("gimp-hint-images")
+    paths = dict(images)
+
+    def save(name, array):
+        paths[name] = str(d / f"{name}.png")
+        Image.fromarray(array).save(paths[name])
+
+    save("hintscene", np.dstack([hint_scene()] * 3))
+    save("hints_full", hint_rgba(W, H))  # image-size layer
+    save("hints_part", hint_rgba(100, 90, dx=-20, dy=40))  # smaller, partly off the canvas: offsets (-20, 40)
+    # Faint dots (alpha 100 < 128) are no hints: a layer of them is as good as an empty one.
+    save("hints_empty", hint_rgba(W, H, alpha=100))
+    return paths
+
+
+def hint_model() -> tuple:
+    """The trained model for the 'does the colour follow' test: (model argument, its folder to bind, why not)."""
+    override = os.environ.get("COLORIZE_GAN_TEST_HINT_MODEL")
+    try:
+        files = resolve(override or None)
+    except ValueError as exc:
+        return None, None, f"no model to test hints with: {exc}"
+    name = override or f"the embedded default model ({DEFAULT_STEM}.json)"
+    if not files.spec.hints:
+        return None, None, f"{name} takes no colour hints (spec.hints is false): nothing to test until one that does"
+    return (override or ""), (str(Path(override).resolve().parent) if override else None), None
+
+
+def hint_cases(img: dict, hints_model: str, plain_model: str, trained: str | None) -> list:
+    hm = {"model": hints_model, "backend": "cpu"}
+    plain = {"model": plain_model, "backend": "cpu"}
+    hint = {"file": img["hints_full"], "name": HINT_NAME}
+    photo = ["Background"]
+    frames = [{"file": img["frame1"]}, {"file": img["frame2"]}]
+    cases = [
+        {"name": "hints", "input": img["hintscene"], "layers": [hint], "hint_layer": HINT_NAME, "drawables": photo,
+         "args": hm},
+        {"name": "hints_auto", "input": img["hintscene"], "layers": [hint], "drawables": photo, "args": hm},
+        # The same dots on a smaller layer with offsets, partly off the canvas: the same result, to the bit.
+        {"name": "hints_part", "input": img["hintscene"],
+         "layers": [{"file": img["hints_part"], "name": HINT_NAME, "offsets": [-20, 40]}],
+         "hint_layer": HINT_NAME, "drawables": photo, "args": hm},
+        # The photo as a layer with offsets (partly off the canvas) and the hint layer moved with it.
+        {"name": "hints_moved", "input": img["hintscene"],
+         "layers": [{"file": img["hintscene"], "name": "Photo", "offsets": [13, 7]},
+                    {"file": img["hints_part"], "name": HINT_NAME, "offsets": [-7, 47]}],
+         "hint_layer": HINT_NAME, "drawables": ["Photo"], "args": hm},
+        {"name": "hints_inplace", "input": img["hintscene"], "layers": [hint], "hint_layer": HINT_NAME,
+         "drawables": photo, "args": {**hm, "output-mode": "in-place"}},
+        {"name": "hints_empty", "input": img["hintscene"], "layers": [{"file": img["hints_empty"], "name": HINT_NAME}],
+         "hint_layer": HINT_NAME, "drawables": photo, "args": hm},
+        # A model without hint inputs: an empty hint layer is no hints; real dots are an error.
+        {"name": "plain_empty", "input": img["hintscene"], "layers": [{"file": img["hints_empty"], "name": HINT_NAME}],
+         "hint_layer": HINT_NAME, "drawables": photo, "args": plain},
+        {"name": "plain_auto", "input": img["hintscene"], "drawables": photo, "args": plain},
+        {"name": "plain_refuses", "input": img["hintscene"], "layers": [hint], "hint_layer": HINT_NAME,
+         "drawables": photo, "args": plain},
+        {"name": "no_alpha", "input": img["hintscene"], "layers": [{"file": img["rgb"], "name": "Dots"}],
+         "hint_layer": "Dots", "drawables": photo, "args": hm},
+        # Frames: the same hint layer on every frame; the hint layer is no frame (chosen, or merely named so).
+        {"name": "frames_hints", "input": img["frame0"], "layers": [*frames, hint], "hint_layer": HINT_NAME,
+         "args": {**hm, "frames": True, "temporal-strength": 0.0}},
+        {"name": "frames_auto", "input": img["frame0"], "layers": [*frames, hint],
+         "args": {**hm, "frames": True, "temporal-strength": 0.0}},
+        # The workflow: the hint layer is the active one (just painted on), an interactive run (no display: no
+        # dialog) picks "Colour hints" by itself and colorizes the photo below; run again: the new result goes
+        # on top of the first, and is made from the photo, not from the first result.
+        {"name": "workflow", "input": img["hintscene"], "layers": [hint], "drawables": [HINT_NAME],
+         "run_mode": "INTERACTIVE", "runs": 2, "args": hm},
+        # "add hint layer": above the active layer, image size, transparent, active; GRAY images become RGB;
+        # an existing one is shown and made active instead of adding a second.
+        {"name": "add", "proc": "add-hint-layer", "input": img["rgb"],
+         "layers": [{"file": img["small"], "name": "Top", "offsets": [30, 20]}], "drawables": ["Background"]},
+        {"name": "add_gray", "proc": "add-hint-layer", "input": img["gray"]},
+        {"name": "add_existing", "proc": "add-hint-layer", "input": img["hintscene"],
+         "layers": [{**hint, "visible": False}], "drawables": ["Background"]},
+    ]
+    if trained is not None:
+        t = {"model": trained, "backend": "cpu"}
+        cases += [
+            {"name": "trained_hints", "input": img["hintscene"], "layers": [hint], "hint_layer": HINT_NAME,
+             "drawables": photo, "args": t},
+            {"name": "trained_auto", "input": img["hintscene"], "layers": [hint], "drawables": photo, "args": t},
+        ]
+    return cases
+
+
+@pytest.fixture(scope="session")
+def hint_run(gimp, hint_images, hint_bundle, tiny_bundle) -> dict:
+    # A config of its own (installed afresh), so the interactive "workflow" case starts from its own arguments.
+    session = GimpSession(gimp.base, gimp.base / "config-hints", gimp.binds)
+    installer.install(session.config, installer_python(gimp))
+    trained, folder, _why_not = hint_model()
+    return session.launch("hints", hint_cases(hint_images, str(hint_bundle), str(tiny_bundle), trained),
+                          binds=(folder,) if folder else ())
+
+
+def installer_python(gimp: GimpSession) -> str:
+    return json.loads((gimp.config / "plug-ins" / "colorize_gan" / "colorize_gan.json").read_text())["python"]
+
+
+def layer_named(c: Case, name: str, when: str = "after") -> tuple:
+    for i, meta in enumerate(c.layers(when)):
+        if meta["name"] == name:
+            return i, meta
+    raise AssertionError(f"no layer {name!r} in {[m['name'] for m in c.layers(when)]}")
+
+
+def assert_hint_layer_kept_hidden(c: Case) -> None:
+    i, meta = layer_named(c, HINT_NAME)
+    j, old = layer_named(c, HINT_NAME, "before")
+    assert old["visible"] and not meta["visible"], "the hint layer is hidden after the run"
+    assert (c.pixels(i) == c.pixels(j, "before")).all(), "the hint layer itself is never changed"
+
+
+def test_hints_change_the_hinted_object_and_hide_the_hint_layer(hint_run):
+    c, auto = case(hint_run, "hints"), case(hint_run, "hints_auto")
+    assert_succeeded(c)
+    assert_succeeded(auto)
+    assert [l["name"] for l in c.layers()] == [HINT_NAME, "Background (colorized)", "Background"]
+    assert_hint_layer_kept_hidden(c)
+    assert layer_named(auto, HINT_NAME)[1]["visible"], "no hint layer chosen: it is left alone"
+    out, ref = c.pixels(1).astype(int), auto.pixels(1).astype(int)
+    diff = np.abs(out - ref)[..., :3].max(axis=2)
+    assert diff[square_mask()].mean() > 1.0, "the hints must change the colour of the square they are on"
+    assert_luminance_kept(c.pixels(1), c.pixels(1, "before"))
+
+
+def test_hint_layer_offsets_and_sizes_map_to_the_same_pixels(hint_run):
+    full = case(hint_run, "hints").pixels(1)
+    part = case(hint_run, "hints_part")
+    assert_succeeded(part)
+    assert (part.pixels(1) == full).all(), "a smaller hint layer with offsets must give the same result"
+    moved = case(hint_run, "hints_moved")
+    assert_succeeded(moved)
+    i, meta = layer_named(moved, "Photo (colorized)")
+    assert meta["offsets"] == [13, 7]
+    assert (moved.pixels(i) == full).all(), "photo and hint layer moved together: the same result"
+
+
+def test_hints_in_place(hint_run):
+    c = case(hint_run, "hints_inplace")
+    assert_succeeded(c)
+    assert [l["name"] for l in c.layers()] == [HINT_NAME, "Background"]
+    assert_hint_layer_kept_hidden(c)
+    assert np.abs(c.pixels(1).astype(int) - case(hint_run, "hints").pixels(1)).max() <= 1
+
+
+def test_empty_hint_layer_is_the_automatic_result(hint_run):
+    c = case(hint_run, "hints_empty")
+    assert_succeeded(c)
+    assert (c.pixels(1) == case(hint_run, "hints_auto").pixels(1)).all(), "no opaque hint pixel = automatic, to the bit"
+    plain = case(hint_run, "plain_empty")
+    assert_succeeded(plain)
+    assert (plain.pixels(1) == case(hint_run, "plain_auto").pixels(0)).all()
+
+
+def test_model_without_hint_inputs_refuses_hints(hint_run):
+    c = case(hint_run, "plain_refuses")
+    assert c.status == "execution-error"
+    assert "takes none" in c.data["error"] and "\n" not in c.data["error"], c.data["error"]
+    assert_unchanged(c)
+    assert layer_named(c, HINT_NAME)[1]["visible"], "a failed run does not hide the hint layer"
+
+
+def test_hint_layer_without_alpha_is_refused(hint_run):
+    c = case(hint_run, "no_alpha")
+    assert c.status == "execution-error" and "no alpha channel" in c.data["error"], c.data["error"]
+    assert_unchanged(c)
+
+
+def test_frames_share_the_hint_layer_and_skip_it(hint_run):
+    c, auto = case(hint_run, "frames_hints"), case(hint_run, "frames_auto")
+    assert_succeeded(c)
+    assert_succeeded(auto)
+    assert [l["name"] for l in c.layers()] == [l["name"] for l in c.layers("before")]
+    assert_hint_layer_kept_hidden(c)
+    i, _ = layer_named(auto, HINT_NAME)
+    assert (auto.pixels(i) == auto.pixels(i, "before")).all(), "a layer named 'Colour hints' is never a frame"
+    for f in (1, 2, 3):  # every frame is colorized and every frame follows the hints
+        assert chroma(c.pixels(f)).mean() > 3.0
+        diff = np.abs(c.pixels(f).astype(int) - auto.pixels(f))[..., :3].max(axis=2)
+        assert diff[square_mask()].mean() > 1.0, f"frame layer {f} ignored the hints"
+
+
+def test_rerun_with_the_hint_layer_active(hint_run):
+    c = case(hint_run, "workflow")
+    assert_succeeded(c)
+    names = [l["name"] for l in c.layers()]
+    assert names[0] == HINT_NAME and names[-1] == "Background" and len(names) == 4, names
+    assert_hint_layer_kept_hidden(c)
+    first, second = c.pixels(2), c.pixels(1)
+    assert "colorize-gan-result" in c.layers()[1]["parasites"]
+    # Both runs colorized the photo with the hints (a run from the first result would differ: its L is not
+    # the photo's to the bit), and the newer result is the one on top.
+    explicit = case(hint_run, "hints").pixels(1)
+    assert (first == explicit).all() and (second == explicit).all()
+    assert (c.pixels(3) == c.pixels(1, "before")).all(), "the photo itself is untouched"
+
+
+def test_add_hint_layer(hint_run):
+    c = case(hint_run, "add")
+    assert_succeeded(c)
+    assert [l["name"] for l in c.layers()] == ["Top", HINT_NAME, "Background"], "right above the active layer"
+    i, meta = layer_named(c, HINT_NAME)
+    assert meta["size"] == [W, H] and meta["offsets"] == [0, 0] and meta["has_alpha"] and meta["visible"]
+    assert (c.pixels(i)[..., 3] == 0).all(), "empty: fully transparent"
+    assert c.data["after"]["selected"] == [HINT_NAME], "the hint layer is made active, ready to paint on"
+    for j in (0, 2):
+        assert (c.pixels(j) == c.pixels(j - (j > i), "before")).all()
+    gray = case(hint_run, "add_gray")
+    assert_succeeded(gray)
+    assert gray.data["after"]["base_type"] == "rgb", "colour cannot be painted on a greyscale image"
+    assert [l["name"] for l in gray.layers()] == [HINT_NAME, "Background"]
+    existing = case(hint_run, "add_existing")
+    assert_succeeded(existing)
+    assert [l["name"] for l in existing.layers()] == [HINT_NAME, "Background"], "no second hint layer"
+    assert existing.layers()[0]["visible"] and existing.data["after"]["selected"] == [HINT_NAME]
+    assert (existing.pixels(0) == existing.pixels(0, "before")).all(), "its dots are kept"
+
+
+@pytest.mark.xfail(strict=True, reason="the 2026-12-01 default pulls the hinted square towards red but also moves the "
+                   "colour far from it (mean delta ab 8.7 against the 3 allowed): its hints act partly globally "
+                   "(docs/default-model). Strict: a model that passes makes this fail, so remove the mark then")
+def test_hints_pull_the_object_to_the_hint_colour(request):
+    """With a model trained with hints: red dots on the grey square turn it red; elsewhere little changes."""
+    why_not = hint_model()[2]
+    if why_not:
+        pytest.skip(why_not)  # before launching GIMP for nothing
+    hint_run = request.getfixturevalue("hint_run")
+    c, auto = case(hint_run, "trained_hints"), case(hint_run, "trained_auto")
+    assert_succeeded(c)
+    assert_succeeded(auto)
+    assert_hint_layer_kept_hidden(c)
+    lab_h = rgb_to_lab(c.pixels(1)[..., :3] / 255.0)
+    lab_a = rgb_to_lab(auto.pixels(1)[..., :3] / 255.0)
+    sq = square_mask()
+    shift = lab_h[sq][:, 1:].mean(axis=0) - lab_a[sq][:, 1:].mean(axis=0)
+    red = rgb_to_lab(np.array(RED, np.float64) / 255)[1:]
+    angle = np.degrees(np.arccos(np.dot(shift, red) / (np.linalg.norm(shift) * np.linalg.norm(red) + 1e-9)))
+    assert np.linalg.norm(shift) > 8 and angle < 45, \
+        f"the square's mean ab moved by {shift.round(1)} ({angle:.0f} deg off the hint's hue): not towards red"
+    hue = np.degrees(np.arctan2(lab_h[sq][:, 2].mean(), lab_h[sq][:, 1].mean()))
+    red_hue = np.degrees(np.arctan2(red[1], red[0]))
+    assert abs((hue - red_hue + 180) % 360 - 180) < 30, f"the square's hue is {hue:.0f} deg, the hint's {red_hue:.0f}"
+    far = ~square_mask(margin=24)
+    d_ab = np.hypot(*(lab_h[far][:, 1:] - lab_a[far][:, 1:]).T)
+    assert d_ab.mean() < 3.0, f"away from the square the colour moved by {d_ab.mean():.2f} (mean delta ab)"
