@@ -71,11 +71,10 @@ def grey_image() -> np.ndarray:
 HINT_SPEC = ModelSpec(name="tiny-hints", encoder="efficientnet-lite0", hints=True, fusion_dim=16)
 
 
-def make_hint_checkpoint(path: Path, spec: ModelSpec = HINT_SPEC, seed: int = 0) -> Path:
-    """As make_checkpoint, for the efficientnet-lite0 generator; the hint branch gets non-zero weights
-    (it is zero-initialised for training) so hints visibly change the output."""
+def random_hint_generator(spec: ModelSpec = HINT_SPEC, seed: int = 0):
+    """The efficientnet-lite0 generator with hint inputs and random weights, in eval mode: BN statistics spread, and
+    the hint branch (zero-initialised for training) and the last conv widened so hints visibly change the output."""
     import torch
-    from safetensors.torch import save_file
 
     from runtime.generator import build_generator
 
@@ -88,6 +87,14 @@ def make_hint_checkpoint(path: Path, spec: ModelSpec = HINT_SPEC, seed: int = 0)
                 m.running_var.uniform_(0.5, 2.0)
         gen.hint_in.weight.normal_(0.0, 0.5)
         gen.head[1].weight.normal_(0.0, 0.05)
+    return gen.eval()
+
+
+def make_hint_checkpoint(path: Path, spec: ModelSpec = HINT_SPEC, seed: int = 0) -> Path:
+    """As make_checkpoint, for the efficientnet-lite0 generator with hint inputs (random_hint_generator)."""
+    from safetensors.torch import save_file
+
+    gen = random_hint_generator(spec, seed)
     path.mkdir(parents=True, exist_ok=True)
     (path / "spec.json").write_text(spec.to_json(), encoding="utf-8")
     save_file({k: v.contiguous() for k, v in gen.state_dict().items()}, str(path / "generator.safetensors"))

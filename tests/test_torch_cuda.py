@@ -42,18 +42,9 @@ def _L(n=2, h=64, w=96):
 
 
 def _hint_generator(seed: int = 0):
-    """The efficientnet-lite0 generator with hint inputs, random weights: BN statistics spread, and the hint branch
-    (zero-initialised for training) and the last conv widened so hints and ab are large enough to test."""
-    torch.manual_seed(seed)
-    g = build_generator(HINT_SPEC)
-    with torch.no_grad():
-        for m in g.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.3, 0.3)
-                m.running_var.uniform_(0.5, 2.0)
-        g.hint_in.weight.normal_(0.0, 0.5)
-        g.head[1].weight.normal_(0.0, 0.05)
-    return g.eval()
+    from conftest import random_hint_generator
+
+    return random_hint_generator(HINT_SPEC, seed)
 
 
 def _hints(n=2, h=64, w=96, seed=2):
