@@ -146,8 +146,6 @@ class Colorizer:
 
     def predict_ab(self, net_L: np.ndarray, net_hints: np.ndarray | None = None) -> np.ndarray:
         """(N,1,h,w) L [+ (N,3,h,w) hint input] -> (N,2,h,w) ab. No hints is the automatic result."""
-        if net_hints is None:
-            return self.backend.run(net_L)
         return self.backend.run(net_L, net_hints)
 
     def finish(self, L_full: np.ndarray, ab_net: np.ndarray, geom: Geometry, saturation: float = 1.0) -> np.ndarray:

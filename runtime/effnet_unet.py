@@ -24,11 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .efficientnet import HEAD_CHANNELS, SKIP_CHANNELS, STEM_CHANNELS, EfficientNetLite0
-from .spec import ModelSpec
+from .spec import HINT_CHANNELS, ModelSpec
 
 DECODER_WIDTHS = (256, 128, 64, 48, 32)  # at H/32, H/16, H/8, H/4, H/2
 HEAD_WIDTH = 16  # full resolution
-HINT_CHANNELS = 3
 
 
 def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:

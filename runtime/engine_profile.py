@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backends.base import check_hints
+from .spec import HINT_CHANNELS  # noqa: F401  (re-exported for the GPU backends)
 
 Shape = tuple[int, int, int]  # (batch, height, width); the channel dim is fixed by the model
 Inputs = tuple[tuple[str, int], ...]  # the model's inputs as (name, channels), L first
-HINT_CHANNELS = 3  # [a, b, mask]
 
 _SHAPE_RE = re.compile(r"^\s*(\d+)\s*[xX,]\s*(\d+)\s*[xX,]\s*(\d+)\s*$")
 

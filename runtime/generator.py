@@ -129,6 +129,11 @@ def build_generator(spec: ModelSpec) -> nn.Module:
     return EffNetUNet(spec)
 
 
+def scale_hints(hints: torch.Tensor, ab_scale: float) -> torch.Tensor:
+    """Hint input in Lab units [a, b, mask] -> the generator's range [a / ab_scale, b / ab_scale, mask]."""
+    return torch.cat([hints[:, :2] / ab_scale, hints[:, 2:3]], 1)
+
+
 class LabColorizer(nn.Module):
     """The served model: L in [0, 100] (+ hints [a, b, mask] in Lab units) -> ab in Lab units.
     Scaling lives inside, so exported graphs (ONNX, TensorRT) take and give plain Lab and cannot be
@@ -147,7 +152,7 @@ class LabColorizer(nn.Module):
         if not self.hints:
             return self.generator(x) * self.ab_out
         if hints is not None:
-            hints = torch.cat([hints[:, :2] / self.ab_scale, hints[:, 2:3]], 1)
+            hints = scale_hints(hints, self.ab_scale)
         return self.generator(x, hints) * self.ab_out
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 SPEC_VERSION = 2  # 2: encoder and hints fields (version-1 specs load unchanged)
 ENCODERS = ("unet", "efficientnet-lite0")
+HINT_CHANNELS = 3  # the hint input of a model with spec.hints: [a, b, mask]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ def make_checkpoint(path: Path, spec: ModelSpec = TINY_SPEC, seed: int = 0) -> P
     init is scaled up so the tiny net outputs visible, varied colour (pix2pix's N(0, 0.02) init
     gives ab ~ 0, which would make colour tests vacuous)."""
     import torch
-    from safetensors.torch import save_file
 
     from runtime.generator import UNetGenerator
 
@@ -30,12 +29,26 @@ def make_checkpoint(path: Path, spec: ModelSpec = TINY_SPEC, seed: int = 0) -> P
                 p.normal_(0.0, 0.15)
             elif name.endswith("bias"):
                 p.normal_(0.0, 0.1)
-        for m in gen.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 2.0)
+        spread_bn_statistics(gen)
+    return save_checkpoint(path, gen)
+
+
+def spread_bn_statistics(gen) -> None:
+    """Random BatchNorm running statistics, so that eval mode (and BN folding) is exercised for real."""
+    import torch
+
+    for m in gen.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+
+
+def save_checkpoint(path: Path, gen) -> Path:
+    """A trainer-style checkpoint dir: spec.json + generator.safetensors of ``gen``."""
+    from safetensors.torch import save_file
+
     path.mkdir(parents=True, exist_ok=True)
-    (path / "spec.json").write_text(spec.to_json(), encoding="utf-8")
+    (path / "spec.json").write_text(gen.spec.to_json(), encoding="utf-8")
     save_file({k: v.contiguous() for k, v in gen.state_dict().items()}, str(path / "generator.safetensors"))
     return path
 
@@ -81,10 +94,7 @@ def random_hint_generator(spec: ModelSpec = HINT_SPEC, seed: int = 0):
     torch.manual_seed(seed)
     gen = build_generator(spec)
     with torch.no_grad():
-        for m in gen.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 2.0)
+        spread_bn_statistics(gen)
         gen.hint_in.weight.normal_(0.0, 0.5)
         gen.head[1].weight.normal_(0.0, 0.05)
     return gen.eval()
@@ -92,13 +102,7 @@ def random_hint_generator(spec: ModelSpec = HINT_SPEC, seed: int = 0):
 
 def make_hint_checkpoint(path: Path, spec: ModelSpec = HINT_SPEC, seed: int = 0) -> Path:
     """As make_checkpoint, for the efficientnet-lite0 generator with hint inputs (random_hint_generator)."""
-    from safetensors.torch import save_file
-
-    gen = random_hint_generator(spec, seed)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "spec.json").write_text(spec.to_json(), encoding="utf-8")
-    save_file({k: v.contiguous() for k, v in gen.state_dict().items()}, str(path / "generator.safetensors"))
-    return path
+    return save_checkpoint(path, random_hint_generator(spec, seed))
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ from PIL import Image
 from runtime.generator import LabColorizer, UNetGenerator
 from runtime.spec import ModelSpec
 from trainer import checkpoint
-from trainer.data import CropDataset, find_images, split
+from trainer.data import CropDataset
+from trainer.files import find_images, split
 from trainer.networks import GANLoss, build_discriminator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -325,12 +326,13 @@ def test_default_recipe_runs_all_stages_and_resumes(tmp_path):
 
 
 def test_split_folders_holds_out_per_folder(tmp_path):
-    from trainer.train import parse_args, split_folders
+    from trainer.files import split_folders
+    from trainer.train import parse_args
 
     a = make_images(tmp_path / "a", n=6)
     b = make_images(tmp_path / "b", n=6)
     args = parse_args(["--data", str(a), str(b), "--val-count", "2", "1"])
-    train, val = split_folders(args)
+    train, val = split_folders(args.data, args.val_count, args.train_count, args.seed)
     assert sum(str(p).startswith(str(a)) for p in val) == 2 and sum(str(p).startswith(str(b)) for p in val) == 1
     assert not set(train) & set(val)
     # Each folder's hold-out is the one the evaluator's --holdout picks for that folder alone.

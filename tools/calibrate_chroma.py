@@ -22,15 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from trainer.evaluate import grey_baseline, load_colour
-from trainer.files import find_images, split
+from trainer.files import split_folders
 from trainer.metrics import colourfulness, score_image
 
 
 def training_photos(folders: list[str], val_counts: list[int], seed: int, count: int) -> list[Path]:
-    counts = val_counts * len(folders) if len(val_counts) == 1 else val_counts
-    train: list[Path] = []
-    for folder, n in zip(folders, counts):
-        train += split(find_images(folder), n, None, seed)[0]
+    train = split_folders(folders, val_counts, None, seed)[0]
     step = max(1, len(train) // count)
     return train[::step][:count]
 

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 
 from runtime import color
 
-from .files import find_images, is_greyscale, split  # noqa: F401  (find_images, split: re-exported for train.py)
+from .files import is_greyscale
 
 
 def load_rgb(path: Path, long_side: int | None) -> np.ndarray:

@@ -50,7 +50,7 @@ def half_module(generator, spec: ModelSpec):
     import torch
     from torch import nn
 
-    from runtime.generator import prepare_generator
+    from runtime.generator import prepare_generator, scale_hints
 
     class HalfLabColorizer(nn.Module):
         def __init__(self, gen: nn.Module):
@@ -61,7 +61,7 @@ def half_module(generator, spec: ModelSpec):
             x = (L / spec.l_scale - spec.l_shift).half()
             if not spec.hints:
                 return self.generator(x).float() * (spec.ab_scale * spec.ab_gain)
-            h = torch.cat([hints[:, :2] / spec.ab_scale, hints[:, 2:3]], 1).half()
+            h = scale_hints(hints, spec.ab_scale).half()
             return self.generator(x, h).float() * (spec.ab_scale * spec.ab_gain)
 
     gen = prepare_generator(copy.deepcopy(generator), torch.float16, channels_last=False)

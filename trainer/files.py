@@ -31,6 +31,20 @@ def split(paths: list[Path], val_count: int, train_count: int | None, seed: int)
     return train, val
 
 
+def split_folders(folders: list[str | Path], val_counts: list[int], train_count: int | None,
+                  seed: int) -> tuple[list[Path], list[Path]]:
+    """:func:`split` for each folder on its own (so adding a folder never reshuffles another's hold-out);
+    ``val_counts``: one count for every folder, or one each."""
+    counts = list(val_counts) * len(folders) if len(val_counts) == 1 else list(val_counts)
+    train: list[Path] = []
+    val: list[Path] = []
+    for folder, count in zip(folders, counts):
+        t, v = split(find_images(folder), count, train_count, seed)
+        train += t
+        val += v
+    return train, val
+
+
 GREY_CHROMA = 4.0  # mean Lab chroma below which an image counts as greyscale (sepia is ~10-20)
 
 

@@ -30,7 +30,8 @@ from runtime.generator import build_generator
 from runtime.spec import ENCODERS, ModelSpec
 
 from . import checkpoint
-from .data import CropDataset, find_images, load_validation, pad_to_multiple, split, to_network
+from .data import CropDataset, load_validation, pad_to_multiple, to_network
+from .files import split_folders
 from .ema import EMA
 from .hints import sample_hints
 from .labtorch import batch_to_network
@@ -140,17 +141,6 @@ def lr_factor(epoch: int, total: int, decay: int) -> float:
     return max(0.0, min(1.0, (total - epoch) / (decay + 1)))
 
 
-def split_folders(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
-    """Each --data folder split on its own with --seed (so adding a folder never reshuffles another's hold-out)."""
-    counts = args.val_count * len(args.data) if len(args.val_count) == 1 else args.val_count
-    train, val = [], []
-    for folder, count in zip(args.data, counts):
-        t, v = split(find_images(folder), count, args.train_count, args.seed)
-        train += t
-        val += v
-    return train, val
-
-
 def generator_params(G: torch.nn.Module, args: argparse.Namespace) -> list[dict]:
     """Adam parameter groups: the pretrained encoder at --lr * --encoder-lr (left out and frozen at 0), the rest at --lr."""
     encoder = getattr(G, "encoder", None)
@@ -228,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: --crop-size {args.crop_size} is not a multiple of 2**depth = {spec.size_multiple}")
 
     try:
-        train_paths, val_paths = split_folders(args)
+        train_paths, val_paths = split_folders(args.data, args.val_count, args.train_count, args.seed)
     except FileNotFoundError as exc:
         raise SystemExit(f"error: {exc}") from None
     dataset = CropDataset(train_paths, args.crop_size, args.load_size, (args.scale_min, 1.0), args.cache, args.repeat,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..spec import ModelSpec
+from ..spec import HINT_CHANNELS, ModelSpec
 
 
 class BackendUnavailable(RuntimeError):
@@ -28,16 +28,24 @@ class ModelFiles:
     weights: str | None = None  # safetensors state dict of the generator (torch backends)
 
 
-def zero_hints(L: np.ndarray) -> np.ndarray:
-    """The hint input that means "no hints" for a batch of L."""
-    return np.zeros((L.shape[0], 3, L.shape[2], L.shape[3]), np.float32)
-
-
 def check_hints(L: np.ndarray, hints: np.ndarray) -> np.ndarray:
+    shape = (L.shape[0], HINT_CHANNELS, L.shape[2], L.shape[3])
     hints = np.ascontiguousarray(hints, dtype=np.float32)
-    if hints.shape != (L.shape[0], 3, L.shape[2], L.shape[3]):
-        raise ValueError(f"hints must have shape {(L.shape[0], 3, L.shape[2], L.shape[3])}, got {hints.shape}")
+    if hints.shape != shape:
+        raise ValueError(f"hints must have shape {shape}, got {hints.shape}")
     return hints
+
+
+def hint_feed(L: np.ndarray, hints: np.ndarray | None, spec: ModelSpec) -> np.ndarray | None:
+    """What to feed the hint input for this batch: None for a model without one (which refuses hints), zeros
+    for "no hints" (the automatic result), else the checked hints."""
+    if not spec.hints:
+        if hints is not None:
+            raise ValueError("this model takes no hint input")
+        return None
+    if hints is None:
+        return np.zeros((L.shape[0], HINT_CHANNELS, L.shape[2], L.shape[3]), np.float32)
+    return check_hints(L, hints)
 
 
 class Backend(abc.ABC):

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from ..errors import one_line
-from .base import Backend, BackendUnavailable, ModelFiles, check_hints, zero_hints
+from .base import Backend, BackendUnavailable, ModelFiles, hint_feed
 
 
 def default_threads() -> int:
@@ -51,6 +51,7 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailable(f"cannot load {files.onnx}: {one_line(exc)}") from None
         self._in = files.spec.input_name
         self._out = files.spec.output_name
+        self._spec = files.spec
         self._hints = files.spec.hint_name if files.spec.hints else None
         names = {i.name for i in self._session.get_inputs()}
         wanted = {self._in} | ({self._hints} if self._hints else set())
@@ -60,10 +61,9 @@ class OnnxRuntimeBackend(Backend):
     def run(self, L: np.ndarray, hints: np.ndarray | None = None) -> np.ndarray:
         L = np.ascontiguousarray(L, dtype=np.float32)
         feed = {self._in: L}
-        if hints is not None and not self._hints:
-            raise ValueError("this model takes no hint input")
-        if self._hints:
-            feed[self._hints] = zero_hints(L) if hints is None else check_hints(L, hints)
+        h = hint_feed(L, hints, self._spec)
+        if h is not None:
+            feed[self._hints] = h
         return self._session.run([self._out], feed)[0]
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ import importlib.util
 import numpy as np
 
 from ..errors import one_line
-from .base import Backend, BackendUnavailable, ModelFiles, check_hints, zero_hints
+from .base import Backend, BackendUnavailable, ModelFiles, hint_feed
 
 
 def load_state_dict(path: str) -> dict:
@@ -57,17 +57,16 @@ class TorchCPUBackend(Backend):
             torch.set_num_threads(threads)
         self._torch = torch
         self._model = build_lab_colorizer(files)
+        self._spec = files.spec
 
     def run(self, L: np.ndarray, hints: np.ndarray | None = None) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
             x = torch.from_numpy(np.require(L, np.float32, ["C", "W"]))  # torch wants a writable buffer
-            if not self._model.hints:
-                if hints is not None:
-                    raise ValueError("this model takes no hint input")
+            h = hint_feed(L, hints, self._spec)
+            if h is None:
                 return self._model(x).numpy()
-            h = zero_hints(L) if hints is None else check_hints(L, hints)
-            return self._model(x, torch.from_numpy(np.require(h, np.float32, ["C", "W"]))).numpy()
+            return self._model(x, torch.from_numpy(h)).numpy()
 
     def close(self) -> None:
         self._model = None

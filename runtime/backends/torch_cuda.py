@@ -43,6 +43,8 @@ def make_forward(generator, spec, dtype, channels_last: bool = True):
     hint inputs ignores ``hints`` (the backend refuses them before this point)."""
     import torch
 
+    from ..generator import scale_hints
+
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     l_scale, l_shift, ab_scale = float(spec.l_scale), float(spec.l_shift), float(spec.ab_scale)
     ab_out = ab_scale * float(spec.ab_gain)  # the served chroma gain, as in LabColorizer
@@ -55,7 +57,7 @@ def make_forward(generator, spec, dtype, channels_last: bool = True):
         if hints is None:
             h = torch.zeros((L.shape[0], HINT_CHANNELS, L.shape[2], L.shape[3]), dtype=dtype, device=L.device)
         else:
-            h = torch.cat([hints[:, :2] / ab_scale, hints[:, 2:3]], 1).to(dtype)
+            h = scale_hints(hints, ab_scale).to(dtype)
         return generator(x, h.contiguous(memory_format=fmt)).float() * ab_out
 
     return forward
