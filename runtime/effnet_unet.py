@@ -11,6 +11,9 @@ Layout (H, W multiples of 32):
          concatenated with the 320@H/32 map, mixed by a 1x1 conv
       -> decoder: per level bilinear x2 upsampling + concat skip + two 3x3 conv/BN/ReLU
          (resize-convolutions: no checkerboard), widths 256, 128, 64, 48, 32
+         (+ with ``spec.hint_levels``: the hints pooled to each level's grid (masked mean colour of the cell and
+            whether the cell holds a hint) through a zero-initialised 1x1 conv, added to that level's features,
+            so a dot reaches the coarse levels that spread colour over whole objects)
       -> full resolution: concat [L, hints], 3x3 conv/BN/ReLU, 3x3 conv -> tanh -> ab in [-1, 1]
 
 Hints (when ``spec.hints``): (N,3,H,W) = [a / ab_scale, b / ab_scale, mask]; zeros = no hints, which is
@@ -44,6 +47,16 @@ class UpBlock(nn.Module):
         return self.conv(torch.cat([x, skip], 1))
 
 
+def pool_hints(hints: torch.Tensor, stride: int) -> torch.Tensor:
+    """Hints (N,3,H,W) -> (N,3,H/stride,W/stride): per cell the mask-weighted mean [a, b] of the hints in it
+    and 1 where the cell holds any hint (0 elsewhere). Plain arithmetic (no comparisons): exports as is."""
+    mask = hints[:, 2:3]
+    den = F.avg_pool2d(mask, stride)
+    present = den / den.clamp_min(1e-6)  # 1 where den > 0 (den >= 1/stride^2 for a one-pixel dot), else 0
+    ab = F.avg_pool2d(hints[:, :2] * mask, stride) / den.clamp_min(1e-6)
+    return torch.cat([ab, present], 1)
+
+
 class EffNetUNet(nn.Module):
     """Normalized L (N,1,H,W) [+ hints (N,3,H,W)] -> normalized ab (N,2,H,W) in [-1, 1]."""
 
@@ -65,6 +78,8 @@ class EffNetUNet(nn.Module):
         skips = SKIP_CHANNELS[-2::-1]  # 112, 40, 24, 16
         self.up = nn.ModuleList(UpBlock(DECODER_WIDTHS[i], skips[i], DECODER_WIDTHS[i + 1]) for i in range(len(skips)))
         extra = 1 + (HINT_CHANNELS if spec.hints else 0)
+        self.hint_levels = (nn.ModuleList(nn.Conv2d(HINT_CHANNELS, w, 1) for w in DECODER_WIDTHS)
+                            if spec.hints and spec.hint_levels else None)
         self.head = nn.Sequential(conv_bn_relu(DECODER_WIDTHS[-1] + extra, HEAD_WIDTH), nn.Conv2d(HEAD_WIDTH, 2, 3, 1, 1), nn.Tanh())
         self.reset_parameters()
 
@@ -81,6 +96,9 @@ class EffNetUNet(nn.Module):
         if self.hint_in is not None:  # no effect until trained: the pretrained encoder starts exactly as on ImageNet
             nn.init.zeros_(self.hint_in.weight)
             nn.init.zeros_(self.hint_in.bias)
+        for conv in self.hint_levels or ():  # likewise: a model fine-tuned from one without them starts unchanged
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
 
     def train(self, mode: bool = True) -> "EffNetUNet":
         super().train(mode)
@@ -89,6 +107,11 @@ class EffNetUNet(nn.Module):
                 if isinstance(m, nn.BatchNorm2d):
                     m.eval()
         return self
+
+    def add_hints(self, y: torch.Tensor, hints: torch.Tensor | None, level: int, stride: int) -> torch.Tensor:
+        if self.hint_levels is None:
+            return y
+        return y + self.hint_levels[level](pool_hints(hints, stride))
 
     def forward(self, x: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
         L = x
@@ -104,8 +127,12 @@ class EffNetUNet(nn.Module):
             g = self.global_mlp(head.mean(dim=(2, 3)))
             y = torch.cat([y, g[:, :, None, None].expand(-1, -1, y.shape[2], y.shape[3])], 1)
         y = self.fuse(y)
-        for block, skip in zip(self.up, skips[-2::-1]):
+        stride = 32
+        y = self.add_hints(y, hints, 0, stride)
+        for i, (block, skip) in enumerate(zip(self.up, skips[-2::-1])):
             y = block(y, skip)
+            stride //= 2
+            y = self.add_hints(y, hints, i + 1, stride)
         y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
         extra = [L, hints] if self.hint_in is not None else [L]
         return self.head(torch.cat([y, *extra], 1))

@@ -129,9 +129,11 @@ def build_generator(spec: ModelSpec) -> nn.Module:
     return EffNetUNet(spec)
 
 
-def scale_hints(hints: torch.Tensor, ab_scale: float) -> torch.Tensor:
-    """Hint input in Lab units [a, b, mask] -> the generator's range [a / ab_scale, b / ab_scale, mask]."""
-    return torch.cat([hints[:, :2] / ab_scale, hints[:, 2:3]], 1)
+def scale_hints(hints: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
+    """Hint input in Lab units [a, b, mask] -> the generator's range [a / s, b / s, mask], s = ab_scale * ab_gain:
+    the served output is the generator's times s, so a hinted colour comes out as painted whatever the chroma gain."""
+    s = float(spec.ab_scale) * float(spec.ab_gain)
+    return torch.cat([hints[:, :2] / s, hints[:, 2:3]], 1)
 
 
 class LabColorizer(nn.Module):
@@ -152,7 +154,7 @@ class LabColorizer(nn.Module):
         if not self.hints:
             return self.generator(x) * self.ab_out
         if hints is not None:
-            hints = scale_hints(hints, self.ab_scale)
+            hints = scale_hints(hints, self.generator.spec)
         return self.generator(x, hints) * self.ab_out
 
 

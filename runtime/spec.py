@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-SPEC_VERSION = 2  # 2: encoder and hints fields (version-1 specs load unchanged)
+SPEC_VERSION = 3  # 2: encoder and hints fields; 3: hint_levels (older specs load unchanged)
 ENCODERS = ("unet", "efficientnet-lite0")
 HINT_CHANNELS = 3  # the hint input of a model with spec.hints: [a, b, mask]
 
@@ -32,6 +32,7 @@ class ModelSpec:
     name: str = "colorize-gan"
     encoder: str = "unet"  # "unet": the paper's pix2pix U-Net | "efficientnet-lite0": ImageNet-pretrained encoder (runtime/effnet_unet.py)
     hints: bool = False  # takes a second input: user colour hints [a, b, mask] (Zhang et al. 2017)
+    hint_levels: bool = False  # the hints also enter every decoder level (masked-mean pooled), not only the stem and head
     depth: int = 6  # stride-2 down levels; H and W must be multiples of 2**depth
     ngf: int = 32  # width of the first encoder level
     max_mult: int = 4  # widths are ngf * min(2**i, max_mult)
@@ -56,6 +57,8 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not 0 < self.ab_gain <= 4:
             raise ValueError(f"ab_gain must be in (0, 4], got {self.ab_gain}")
+        if self.hint_levels and not self.hints:
+            raise ValueError("hint_levels needs hints")
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r} (expected one of {', '.join(ENCODERS)})")
         if self.depth < 2 or self.depth > 9:

@@ -81,7 +81,7 @@ def grey_image() -> np.ndarray:
 
 
 # The pretrained-encoder generator with hint inputs, random weights (export and parity tests, hint plumbing).
-HINT_SPEC = ModelSpec(name="tiny-hints", encoder="efficientnet-lite0", hints=True, fusion_dim=16)
+HINT_SPEC = ModelSpec(name="tiny-hints", encoder="efficientnet-lite0", hints=True, hint_levels=True, fusion_dim=16)
 
 
 def random_hint_generator(spec: ModelSpec = HINT_SPEC, seed: int = 0):
@@ -96,6 +96,8 @@ def random_hint_generator(spec: ModelSpec = HINT_SPEC, seed: int = 0):
     with torch.no_grad():
         spread_bn_statistics(gen)
         gen.hint_in.weight.normal_(0.0, 0.5)
+        for conv in gen.hint_levels or ():
+            conv.weight.normal_(0.0, 0.5)
         gen.head[1].weight.normal_(0.0, 0.05)
     return gen.eval()
 

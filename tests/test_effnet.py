@@ -93,6 +93,43 @@ def test_generator_shapes_and_zero_initialised_hint_branch():
         g(torch.zeros(1, 1, 48, 40))  # not multiples of 32
 
 
+def test_hint_levels_pool_per_cell_and_start_as_the_model_without_them():
+    from runtime.effnet_unet import pool_hints
+
+    h = torch.zeros(1, 3, 64, 64)
+    h[0, :, 3, 5] = torch.tensor([0.5, -0.25, 1.0])  # one dot in cell (0, 0) of a 32-px grid
+    h[0, :, 40:42, 40:42] = torch.tensor([-0.4, 0.2, 1.0])[:, None, None]  # a 2x2 dot in cell (1, 1)
+    p = pool_hints(h, 32)
+    assert p.shape == (1, 3, 2, 2)
+    assert torch.allclose(p[0, :, 0, 0], torch.tensor([0.5, -0.25, 1.0]))
+    assert torch.allclose(p[0, :, 1, 1], torch.tensor([-0.4, 0.2, 1.0]))
+    assert torch.equal(p[0, :, 0, 1], torch.zeros(3)) and torch.equal(p[0, :, 1, 0], torch.zeros(3))
+    # --hint-levels on a fine-tune: the new convs are zero, so the network starts exactly as the one it came from.
+    torch.manual_seed(2)
+    base = build_generator(SPEC).eval()
+    randomize_bn(base)
+    with torch.no_grad():
+        base.hint_in.weight.normal_(0, 0.2)
+    levels = build_generator(ModelSpec(**{**SPEC.to_dict(), "hint_levels": True})).eval()
+    missing, unexpected = levels.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("hint_levels.") for k in missing)
+    x = torch.rand(1, 1, 64, 64) * 2 - 1
+    assert torch.equal(levels(x, h), base(x, h))
+    with torch.no_grad():
+        levels.hint_levels[0].weight.normal_(0, 0.5)
+    assert not torch.allclose(levels(x, h), base(x, h))
+    with pytest.raises(ValueError, match="hint_levels needs hints"):
+        ModelSpec(encoder="efficientnet-lite0", hint_levels=True)
+
+
+def test_hints_are_scaled_by_the_served_gain():
+    from runtime.generator import scale_hints
+
+    h = torch.tensor([[[[44.0]], [[-22.0]], [[1.0]]]])
+    s = scale_hints(h, ModelSpec(ab_scale=110.0, ab_gain=1.1))
+    assert torch.allclose(s.flatten(), torch.tensor([44 / 121, -22 / 121, 1.0]))
+
+
 def test_encoder_batchnorm_stays_frozen_in_training():
     g = build_generator(SPEC)
     g.train()

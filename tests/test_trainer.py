@@ -289,7 +289,7 @@ def test_train_with_ema_saves_it_and_inference_prefers_it(tmp_path):
 
 @pytest.mark.slow
 def test_default_recipe_runs_all_stages_and_resumes(tmp_path):
-    """tools/train_default.sh at toy scale: three stages (pretrained encoder + hints), chained with --init;
+    """tools/train_default.sh at toy scale: four stages (pretrained encoder + hints, then hint levels), chained with --init;
     a second call finds every stage done; the result exports and takes hints."""
     import importlib.util
 
@@ -299,20 +299,22 @@ def test_default_recipe_runs_all_stages_and_resumes(tmp_path):
     b = make_images(tmp_path / "b", n=6, size=(96, 128))
     runs = tmp_path / "runs"
     env = {**os.environ, "MIX": str(a), "PHOTOS": str(b), "RUNS": str(runs), "VAL_COUNTS": "2 1", "CROP": "64", "BATCH": "2",
-           "THREADS": "1", "S2_EPOCHS": "1", "S2_DECAY": "1", "S3_EPOCHS": "1", "S3_DECAY": "1", "PY": sys.executable}
+           "THREADS": "1", "S2_EPOCHS": "1", "S2_DECAY": "1", "S3_EPOCHS": "1", "S3_DECAY": "1",
+           "S4_EPOCHS": "1", "S4_DECAY": "1", "PY": sys.executable}
     r = subprocess.run(["bash", "tools/train_default.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "encoder: ImageNet weights" in r.stderr and "all stages done" in r.stdout
-    for stage, phase in (("s1_decoder", "pretrain"), ("s2_all", "pretrain"), ("s3_gan", "gan")):
+    for stage, phase in (("s1_decoder", "pretrain"), ("s2_all", "pretrain"), ("s3_gan", "gan"), ("s4_hints", "pretrain")):
         rows = list(csv.DictReader((runs / stage / "log.csv").open()))
         assert rows[-1]["phase"] == phase, stage
         state = json.loads((checkpoint.resolve(runs / stage) / "state.json").read_text())
         assert state["args"]["data"] == [str(a), str(b)] and state["args"]["val_count"] == [2, 1]
     assert json.loads((checkpoint.resolve(runs / "s1_decoder") / "state.json").read_text())["args"]["encoder_lr"] == 0
     spec = checkpoint.load_spec(runs / "s3_gan")
-    assert spec.encoder == "efficientnet-lite0" and spec.hints
+    assert spec.encoder == "efficientnet-lite0" and spec.hints and not spec.hint_levels
+    assert checkpoint.load_spec(runs / "s4_hints") == ModelSpec(**{**spec.to_dict(), "hint_levels": True})
     again = subprocess.run(["bash", "tools/train_default.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and again.stdout.count("done") >= 3, again.stdout + again.stderr
+    assert again.returncode == 0 and again.stdout.count("done") >= 4, again.stdout + again.stderr
     # The first stage left the encoder exactly at its ImageNet weights (frozen), the second moved it.
     from safetensors.torch import load_file
 

@@ -7,6 +7,9 @@
 #   stage 2  everything, encoder at 0.1x the lr: L1, lr 3e-4, S2_EPOCHS epochs, the last S2_DECAY decayed to 0, EMA 0.999
 #   stage 3  the GAN phase (pix2pix): 70x70 PatchGAN, GAN + 100 x L1, lr 1e-4, Adam beta1 0.5, real label 0.9,
 #            S3_EPOCHS epochs, the last S3_DECAY decayed to 0, EMA 0.999
+#   stage 4  colour hints: the hints also enter every decoder level (--hint-levels, zero-initialised, so it starts as
+#            stage 3 ended), hints on all but HINT_P_NONE of the crops, L1, lr 1e-4, encoder at 0.1x, S4_EPOCHS epochs,
+#            the last S4_DECAY decayed to 0, EMA 0.999
 # Split: --seed 0, each data folder on its own: 1,000 of mix/ and 10 of photos/ held out (colorize-gan-evaluate
 # --holdout scores the same photos). Simulated hints on half the crops (trainer/hints.py).
 #
@@ -16,7 +19,7 @@
 #
 # Usage (repository root): tools/train_default.sh        env: MIX, PHOTOS, RUNS (runs/default), DEVICE (cpu),
 #   THREADS (2), WORKERS (0), BATCH (16), CROP (128), S1_EPOCHS (1), S2_EPOCHS (5), S2_DECAY (2), S3_EPOCHS (2),
-#   S3_DECAY (1), STAGE_MIN (600), VAL_COUNTS ("1000 10"), PY (.venv/bin/python)
+#   S3_DECAY (1), S4_EPOCHS (6), S4_DECAY (2), HINT_P_NONE (0.2), STAGE_MIN (600), VAL_COUNTS ("1000 10"), PY (.venv/bin/python)
 set -eu
 MIX=${MIX:-../shared/data/mix}
 PHOTOS=${PHOTOS:-../shared/data/photos}
@@ -31,6 +34,9 @@ S2_EPOCHS=${S2_EPOCHS:-5}
 S2_DECAY=${S2_DECAY:-2}
 S3_EPOCHS=${S3_EPOCHS:-2}
 S3_DECAY=${S3_DECAY:-1}
+S4_EPOCHS=${S4_EPOCHS:-6}
+S4_DECAY=${S4_DECAY:-2}
+HINT_P_NONE=${HINT_P_NONE:-0.2}
 STAGE_MIN=${STAGE_MIN:-600}
 PY=${PY:-.venv/bin/python}
 VAL_COUNTS=${VAL_COUNTS:-1000 10}
@@ -66,4 +72,6 @@ stage s2_all "$S2_EPOCHS" --init "$RUNS/s1_decoder" --encoder-lr 0.1 --pretrain-
   --decay-epochs "$S2_DECAY" --lr 3e-4 --beta1 0.9 --ema 0.999
 stage s3_gan "$S3_EPOCHS" --init "$RUNS/s2_all" --encoder-lr 0.1 --pretrain-epochs 0 --epochs "$S3_EPOCHS" \
   --decay-epochs "$S3_DECAY" --lr 1e-4 --beta1 0.5 --real-label 0.9 --lambda-l1 100 --ema 0.999
-echo "all stages done: export with colorize-gan-export $RUNS/s3_gan (README)"
+stage s4_hints "$S4_EPOCHS" --init "$RUNS/s3_gan" --hint-levels --hint-p-none "$HINT_P_NONE" --encoder-lr 0.1 \
+  --pretrain-epochs "$S4_EPOCHS" --epochs 0 --decay-epochs "$S4_DECAY" --lr 1e-4 --beta1 0.9 --ema 0.999
+echo "all stages done: export with colorize-gan-export $RUNS/s4_hints (README)"

@@ -61,7 +61,7 @@ def half_module(generator, spec: ModelSpec):
             x = (L / spec.l_scale - spec.l_shift).half()
             if not spec.hints:
                 return self.generator(x).float() * (spec.ab_scale * spec.ab_gain)
-            h = scale_hints(hints, spec.ab_scale).half()
+            h = scale_hints(hints, spec).half()
             return self.generator(x, h).float() * (spec.ab_scale * spec.ab_gain)
 
     gen = prepare_generator(copy.deepcopy(generator), torch.float16, channels_last=False)

@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--encoder", default=defaults.encoder, choices=list(ENCODERS),
                    help="unet: the paper's U-Net; efficientnet-lite0: ImageNet-pretrained encoder (needs the train extra)")
     m.add_argument("--hints", action="store_true", help="the generator takes colour hints, trained with simulated ones (efficientnet-lite0)")
+    m.add_argument("--hint-levels", action="store_true",
+                   help="the hints also enter every decoder level (needs --hints; with --init, adds them to a hint model)")
     m.add_argument("--hint-p-none", type=float, default=0.5, help="fraction of training crops with no hints at all")
     m.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="efficientnet-lite0: start from random weights instead of ImageNet (tests, ablations)")
@@ -114,9 +116,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if key not in RUN_CONTROL:
                 setattr(args, key, value)
     if args.init and not args.resume:
+        hint_levels = args.hint_levels
         for key, value in checkpoint.load_spec(args.init).to_dict().items():
             if hasattr(args, key):
                 setattr(args, key, value)
+        args.hint_levels = args.hint_levels or hint_levels  # the one model option a fine-tune may add
     if not args.data:
         p.error("--data is required (unless --resume)")
     if isinstance(args.data, str):  # a run saved before --data took several folders
@@ -127,11 +131,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--val-count takes one count or one per --data folder ({len(args.data)})")
     if args.hints and args.encoder == "unet":
         p.error("--hints needs --encoder efficientnet-lite0")
+    if getattr(args, "hint_levels", False) and not args.hints:
+        p.error("--hint-levels needs --hints")
     return args
 
 
 def spec_from_args(args: argparse.Namespace) -> ModelSpec:
-    return ModelSpec(encoder=getattr(args, "encoder", "unet"), hints=getattr(args, "hints", False), depth=args.depth, ngf=args.ngf, max_mult=args.max_mult, fusion=args.fusion, fusion_dim=args.fusion_dim,
+    return ModelSpec(encoder=getattr(args, "encoder", "unet"), hints=getattr(args, "hints", False),
+                     hint_levels=getattr(args, "hint_levels", False), depth=args.depth, ngf=args.ngf, max_mult=args.max_mult, fusion=args.fusion, fusion_dim=args.fusion_dim,
                      fusion_level=args.fusion_level, norm=args.norm, upsample=args.upsample, dropout=args.dropout)
 
 
@@ -246,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
         from safetensors.torch import load_file
 
         init = checkpoint.resolve(args.init)
-        G.load_state_dict(load_file(str(checkpoint.inference_weights(init)), device=str(device)))
+        missing, unexpected = G.load_state_dict(load_file(str(checkpoint.inference_weights(init)), device=str(device)), strict=False)
+        new = [k for k in missing if not k.startswith("hint_levels.")]  # added by --hint-levels: zero-initialised
+        if new or unexpected:
+            raise SystemExit(f"error: {init} does not match the model: missing {new[:3]}, unexpected {unexpected[:3]}")
         if (init / "discriminator.safetensors").is_file() and args.ndf == json.loads((init / "state.json").read_text())["args"].get("ndf"):
             D.load_state_dict(load_file(str(init / "discriminator.safetensors"), device=str(device)))
         log(f"initialised weights from {init}")

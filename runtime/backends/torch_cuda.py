@@ -57,7 +57,7 @@ def make_forward(generator, spec, dtype, channels_last: bool = True):
         if hints is None:
             h = torch.zeros((L.shape[0], HINT_CHANNELS, L.shape[2], L.shape[3]), dtype=dtype, device=L.device)
         else:
-            h = scale_hints(hints, ab_scale).to(dtype)
+            h = scale_hints(hints, spec).to(dtype)
         return generator(x, h.contiguous(memory_format=fmt)).float() * ab_out
 
     return forward
