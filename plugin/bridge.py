@@ -66,7 +66,7 @@ class Frame:
     """One drawable's pixels: ``width * height * 4`` bytes of R'G'B'A u8, optionally a selection mask of
     ``width * height`` bytes (Y u8, 255 = fully selected) used by the new-layer output mode, and optionally
     colour hints: ``width * height * 4`` bytes of R'G'B'A u8 over the same pixels, whose opaque pixels
-    (alpha >= 128, runtime.hints) are hint colours; fully transparent hints = the automatic result."""
+    (alpha >= 128, runtime.image.hints) are hint colours; fully transparent hints = the automatic result."""
 
     width: int
     height: int

@@ -100,7 +100,7 @@ def colorize_frames(request: dict, folder: Path, progress) -> dict:
     """Do the work of one request; returns the response's payload."""
     import numpy as np
 
-    from runtime.fastcolor import rgb8_to_l
+    from runtime.image.fastcolor import rgb8_to_l
 
     opts = request["options"]
     frames = request["frames"]
@@ -113,7 +113,7 @@ def colorize_frames(request: dict, folder: Path, progress) -> dict:
     colorizer = load_colorizer(opts, warnings)
     stabilizer = None
     if len(frames) > 1 and float(opts.get("temporal", 0.0)) > 0:
-        from runtime.temporal import TemporalStabilizer
+        from runtime.video.temporal import TemporalStabilizer
 
         stabilizer = TemporalStabilizer(strength=float(opts["temporal"]))
     try:
@@ -160,7 +160,7 @@ def _hint_input(colorizer, folder: Path, entry: dict, geom):
         return None
     import numpy as np
 
-    from runtime.hints import HintError
+    from runtime.image.hints import HintError
 
     w, h = int(entry["width"]), int(entry["height"])
     raw = (folder / entry["hints"]).read_bytes()

@@ -15,12 +15,12 @@ __version__ = "0.1.0"
 __all__ = ["Colorizer", "__version__"]
 
 if TYPE_CHECKING:
-    from .colorizer import Colorizer
+    from .image.colorizer import Colorizer
 
 
 def __getattr__(name: str) -> Any:
     if name == "Colorizer":
-        from .colorizer import Colorizer
+        from .image.colorizer import Colorizer
 
         return Colorizer
     raise AttributeError(f"module 'runtime' has no attribute {name!r}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.spec import ModelSpec
+from runtime.model.spec import ModelSpec
 
 # Depth 4 (size multiple 16), a few thousand parameters: exports in seconds, runs in milliseconds.
 TINY_SPEC = ModelSpec(name="tiny-test", depth=4, ngf=8, max_mult=2, fusion_dim=16, fusion_level=2, dropout=0.0)
@@ -19,7 +19,7 @@ def make_checkpoint(path: Path, spec: ModelSpec = TINY_SPEC, seed: int = 0) -> P
     gives ab ~ 0, which would make colour tests vacuous)."""
     import torch
 
-    from runtime.generator import UNetGenerator
+    from runtime.model.generator import UNetGenerator
 
     torch.manual_seed(seed)
     gen = UNetGenerator(spec)
@@ -89,7 +89,7 @@ def random_hint_generator(spec: ModelSpec = HINT_SPEC, seed: int = 0):
     the hint branch (zero-initialised for training) and the last conv widened so hints visibly change the output."""
     import torch
 
-    from runtime.generator import build_generator
+    from runtime.model.generator import build_generator
 
     torch.manual_seed(seed)
     gen = build_generator(spec)

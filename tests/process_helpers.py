@@ -13,7 +13,7 @@ from typing import Callable
 def colorize_gan_command() -> list[str]:
     """The installed console script (what a user runs), else the module."""
     script = Path(sys.executable).with_name("colorize-gan")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "runtime.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "runtime.cli.main"]
 
 
 def interrupt_when(cmd: list[str], ready: Callable[[str], bool], timeout: float = 120.0) -> tuple[int, str, str]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.cli import main
+from runtime.cli.main import main
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -90,7 +90,7 @@ def test_unwritable_output_folder(capsys, tmp_path, grey_image, tiny_bundle):
 
 def test_write_failure_leaves_nothing(capsys, tmp_path, grey_image, tiny_bundle, monkeypatch):
     """An encoder failing half-way (disk full, say) must not leave a partial file at the target."""
-    from runtime import imageio
+    from runtime.image import imageio
 
     (tmp_path / "a.png").write_bytes(_png(grey_image))
     out = tmp_path / "out"

@@ -15,7 +15,7 @@ import pytest
 
 from plugin import bridge, worker
 from process_helpers import interrupt_when
-from runtime.color import rgb_to_lab
+from runtime.image.color import rgb_to_lab
 
 PY = sys.executable
 

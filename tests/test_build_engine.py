@@ -1,4 +1,4 @@
-"""tools/build_engine.py argument validation (without TensorRT), the pure parts of runtime/trt_build.py, and
+"""tools/build_engine.py argument validation (without TensorRT), the pure parts of runtime/backends/gpu/trt_build.py, and
 ``build_engine`` itself driven through a fake of TensorRT's builder API (which inputs get which profile shapes,
 input checks, the report)."""
 from __future__ import annotations
@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from runtime.engine_profile import Profile
-from runtime.spec import ModelSpec
-from runtime import trt_build as tb
+from runtime.backends.gpu.engine_profile import Profile
+from runtime.model.spec import ModelSpec
+from runtime.backends.gpu import trt_build as tb
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "build_engine.py"
@@ -124,7 +124,7 @@ def test_valid_arguments_without_tensorrt_fail_cleanly(bundle):
     assert out.stderr.startswith("build_engine.py: error: tensorrt is not installed") and "colorize-gan[tensorrt]" in out.stderr
 
 
-# -- runtime/trt_build.py pure parts -------------------------------------------------------------------
+# -- runtime/backends/gpu/trt_build.py pure parts -------------------------------------------------------------------
 
 def test_network_flags_per_version():
     assert tb.version_tuple("10.13.0.35") == (10, 13, 0, 35) and tb.version_tuple("11.4.0") > tb.version_tuple("10.13.9")
@@ -289,9 +289,9 @@ def test_build_refuses_an_onnx_whose_inputs_are_not_the_models(monkeypatch, tmp_
 def test_tool_build_writes_a_sidecar_recording_both_inputs(monkeypatch, hint_bundle_files, tmp_path):
     """tools/build_engine.py's build() end to end with the fake TensorRT and a fake GPU: the engine lands in the
     cache under the key the backend computes, and its sidecar names both inputs and their profile shapes."""
-    from runtime import cuda
-    from runtime import engine_cache as ec
-    from runtime.engine_profile import model_inputs
+    from runtime.backends.gpu import cuda
+    from runtime.backends.gpu import engine_cache as ec
+    from runtime.backends.gpu.engine_profile import model_inputs
 
     calls: list = []
     monkeypatch.setattr(tb, "import_tensorrt", lambda: fake_tensorrt({"L": (-1, 1, -1, -1), "hints": (-1, 3, -1, -1)}, calls))

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from process_helpers import colorize_gan_command, interrupt_when
-from runtime.cli import main
+from runtime.cli.main import main
 
 
 @pytest.fixture
@@ -37,9 +37,9 @@ def run(capsys, *argv):
 
 def test_help_and_import_need_no_torch():
     code = ("import sys; sys.modules['torch'] = None; sys.modules['onnxruntime'] = None\n"
-            "import runtime, runtime.cli\n"
+            "import runtime, runtime.cli.main\n"
             "assert 'numpy' not in sys.modules, 'import runtime must stay light'\n"
-            "try:\n    runtime.cli.main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n")
+            "try:\n    runtime.cli.main.main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "INPUT" in proc.stdout and "--render-size" in proc.stdout and "--shard" in proc.stdout
@@ -115,7 +115,7 @@ def test_icc_exif_orientation_and_16bit(capsys, tmp_path, grey_image, tiny_bundl
 
 
 def decode_png16_rgb(raw: bytes) -> np.ndarray:
-    """Enough of a PNG reader for the files runtime.imageio.write_png16 writes (Up filter)."""
+    """Enough of a PNG reader for the files runtime.image.imageio.write_png16 writes (Up filter)."""
     f = io.BytesIO(raw[8:])
     idat, w, h = b"", 0, 0
     while True:

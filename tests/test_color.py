@@ -1,10 +1,10 @@
-"""runtime.color against scikit-image (the issue's reference) and its own invariants."""
+"""runtime.image.color against scikit-image (the issue's reference) and its own invariants."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from runtime import color
+from runtime.image import color
 
 skcolor = pytest.importorskip("skimage.color")
 

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime import Colorizer, color
+from runtime import Colorizer
+from runtime.image import color
 from runtime.backends.base import BackendUnavailable
-from runtime.colorizer import plan_geometry
-from runtime.models import ModelError
+from runtime.image.colorizer import plan_geometry
+from runtime.model.bundle import ModelError
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def colorizer(tiny_bundle):
 
 
 def test_default_model_missing_is_one_clear_line(monkeypatch, tmp_path):
-    from runtime import models
+    from runtime.model import bundle as models
 
     monkeypatch.setattr(models, "DEFAULT_STEM", tmp_path / "default")
     with pytest.raises(ModelError, match="embedded default model not found") as err:

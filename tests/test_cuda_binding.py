@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from runtime import cuda
+from runtime.backends.gpu import cuda
 
 
 def _real_runtime():
@@ -37,7 +37,7 @@ def _no_env_override(monkeypatch):
 
 
 def test_import_loads_nothing():
-    code = "import sys, runtime.cuda as c; assert not c._loaded; assert '_cffi_backend' not in sys.modules; print('ok')"
+    code = "import sys, runtime.backends.gpu.cuda as c; assert not c._loaded; assert '_cffi_backend' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
 

@@ -11,10 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from runtime import color  # noqa: E402
-from runtime.efficientnet import SKIP_CHANNELS, EfficientNetLite0, SamePadConv  # noqa: E402
-from runtime.generator import LabColorizer, build_generator, fold_batchnorm  # noqa: E402
-from runtime.spec import ModelSpec  # noqa: E402
+from runtime.image import color  # noqa: E402
+from runtime.model.efficientnet import SKIP_CHANNELS, EfficientNetLite0, SamePadConv  # noqa: E402
+from runtime.model.generator import LabColorizer, build_generator, fold_batchnorm  # noqa: E402
+from runtime.model.spec import ModelSpec  # noqa: E402
 
 SPEC = ModelSpec(encoder="efficientnet-lite0", hints=True, fusion_dim=16)
 
@@ -94,7 +94,7 @@ def test_generator_shapes_and_zero_initialised_hint_branch():
 
 
 def test_hint_levels_pool_per_cell_and_start_as_the_model_without_them():
-    from runtime.effnet_unet import pool_hints
+    from runtime.model.effnet_unet import pool_hints
 
     h = torch.zeros(1, 3, 64, 64)
     h[0, :, 3, 5] = torch.tensor([0.5, -0.25, 1.0])  # one dot in cell (0, 0) of a 32-px grid
@@ -123,7 +123,7 @@ def test_hint_levels_pool_per_cell_and_start_as_the_model_without_them():
 
 
 def test_hints_are_scaled_by_the_served_gain():
-    from runtime.generator import scale_hints
+    from runtime.model.generator import scale_hints
 
     h = torch.tensor([[[[44.0]], [[-22.0]], [[1.0]]]])
     s = scale_hints(h, ModelSpec(ab_scale=110.0, ab_gain=1.1))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime import engine_cache as ec
-from runtime.engine_profile import Profile
+from runtime.backends.gpu import engine_cache as ec
+from runtime.backends.gpu.engine_profile import Profile
 
 PROFILE = Profile((1, 64, 64), (1, 256, 256), (8, 512, 512))
 L_ONLY, WITH_HINTS = (("L", 1),), (("L", 1), ("hints", 3))
@@ -173,8 +173,8 @@ def test_two_processes_build_the_same_engine_once(tmp_path):
         f"""
         import sys, time
         from pathlib import Path
-        from runtime import engine_cache as ec
-        from runtime.engine_profile import Profile
+        from runtime.backends.gpu import engine_cache as ec
+        from runtime.backends.gpu.engine_profile import Profile
         key = ec.EngineKey("10.13", "GPU", "9.0", "00" * 32, Profile((1, 64, 64), (1, 64, 64), (2, 64, 64)), "fp16", (("L", 1),))
         root = Path({str(tmp_path)!r})
         def build():

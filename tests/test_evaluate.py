@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 import runtime
-from runtime.color import lab_to_rgb, rgb_to_l
-from runtime.spec import ModelSpec
+from runtime.image.color import lab_to_rgb, rgb_to_l
+from runtime.model.spec import ModelSpec
 from trainer import evaluate
 from trainer.contact_sheet import contact_sheet
 from trainer.metrics import colourfulness, score_image

@@ -10,8 +10,8 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from runtime.models import bundle_paths, bundle_stem, resolve  # noqa: E402
-from runtime.spec import ModelSpec  # noqa: E402
+from runtime.model.bundle import bundle_paths, bundle_stem, resolve  # noqa: E402
+from runtime.model.spec import ModelSpec  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def paths(tiny_bundle):
 @pytest.fixture(scope="module")
 def torch_model(tiny_checkpoint):
     from trainer.export_onnx import load_checkpoint
-    from runtime.generator import LabColorizer
+    from runtime.model.generator import LabColorizer
 
     _, gen = load_checkpoint(tiny_checkpoint)
     return LabColorizer(gen).eval()
@@ -102,7 +102,7 @@ def test_bundle_is_self_contained(paths):
 
 def test_ab_gain_scales_the_served_ab_in_every_graph(tiny_checkpoint, paths, tmp_path):
     """--ab-gain writes spec.ab_gain, and the served ab (FP32 and FP16 ONNX, torch) is the gain-1 ab times it."""
-    from runtime.colorizer import Colorizer
+    from runtime.image.colorizer import Colorizer
     from trainer.export_onnx import export_bundle
 
     out = tmp_path / "gain"

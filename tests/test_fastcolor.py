@@ -6,8 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from runtime import color, fastcolor
-from runtime.colorizer import plan_geometry
+from runtime.image import color
+from runtime.image import fastcolor
+from runtime.image.geometry import plan_geometry
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,8 @@ import pytest
 from PIL import Image
 
 from plugin import installer
-from runtime.color import linear_to_srgb, rgb_to_lab, srgb_to_linear
-from runtime.models import DEFAULT_STEM, resolve
+from runtime.image.color import linear_to_srgb, rgb_to_lab, srgb_to_linear
+from runtime.model.bundle import DEFAULT_STEM, resolve
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 
@@ -718,9 +718,6 @@ def test_add_hint_layer(hint_run):
     assert (existing.pixels(0) == existing.pixels(0, "before")).all(), "its dots are kept"
 
 
-@pytest.mark.xfail(strict=True, reason="the 2026-12-01 default pulls the hinted square towards red but also moves the "
-                   "colour far from it (mean delta ab 8.7 against the 3 allowed): its hints act partly globally "
-                   "(docs/default-model). Strict: a model that passes makes this fail, so remove the mark then")
 def test_hints_pull_the_object_to_the_hint_colour(request):
     """With a model trained with hints: red dots on the grey square turn it red; elsewhere little changes."""
     why_not = hint_model()[2]

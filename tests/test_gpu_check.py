@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from runtime.generator import build_generator  # noqa: E402
-from runtime.spec import ModelSpec  # noqa: E402
+from runtime.model.generator import build_generator  # noqa: E402
+from runtime.model.spec import ModelSpec  # noqa: E402
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "gpu_check.py"
 

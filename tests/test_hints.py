@@ -1,4 +1,4 @@
-"""Colour hints: the one format (runtime/hints.py), the API (Colorizer.colorize(hints=...)), the command
+"""Colour hints: the one format (runtime/image/hints.py), the API (Colorizer.colorize(hints=...)), the command
 (--hints, NAME.hints.png sidecars), and with the embedded default model: a hint turns a region that colour."""
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from runtime.color import rgb_to_lab, rgb_to_l
-from runtime.colorizer import Colorizer, plan_geometry
-from runtime.hints import HintError, HintPoint, hint_input, hint_pixels, load_hint_image, parse_color
+from runtime.image.color import rgb_to_lab, rgb_to_l
+from runtime.image.colorizer import Colorizer
+from runtime.image.geometry import plan_geometry
+from runtime.image.hints import HintError, HintPoint, hint_input, hint_pixels, load_hint_image, parse_color
 
 
 def test_point_becomes_mean_ab_and_mask_at_its_place():
@@ -90,9 +91,36 @@ def test_hints_change_colour_never_lightness(hinted, grey_image):
     got = np.asarray(hinted.colorize(im, hints=[(90, 60, "#00ff00", 10), (30, 30, (255, 0, 255), 6)])).astype(np.float32) / 255
     assert np.abs(got - auto).max() > 0.02  # the hints did something (random-weight model, non-zero hint branch)
     L_in = rgb_to_l(np.repeat(grey_image[..., None].astype(np.float32) / 255, 3, -1))
-    # L comes from the photo; only gamut clipping of strong colours can move it, and only a little on average.
-    assert np.abs(rgb_to_l(got) - L_in).mean() < 1.0
-    assert np.abs(rgb_to_l(got) - L_in).mean() <= np.abs(rgb_to_l(auto) - L_in).mean() + 0.5
+    # L comes from the photo: wherever the colour fits in sRGB (no channel clipped), the output's L is the input's up to
+    # 8-bit rounding. Pure green and magenta hints at this photo's lightness do not fit everywhere: clipping them to the
+    # gamut is the one thing that may move L, and only there.
+    d_l = np.abs(rgb_to_l(got) - L_in)
+    fits = ((got > 0.6 / 255) & (got < 1 - 0.6 / 255)).all(axis=-1)
+    assert fits.mean() > 0.3
+    assert d_l[fits].max() < 1.0, d_l[fits].max()
+    assert d_l.mean() < 2.0
+
+
+def test_hint_modes_spread_over_the_automatic_answer_or_feed_the_network(hint_bundle, grey_image):
+    calls = []
+    with Colorizer.load(str(hint_bundle), backend="onnxruntime") as c:
+        run = c.backend.run
+        c.backend.run = lambda L, h=None: (calls.append(h is not None), run(L, h))[1]
+        dots = [(90, 60, "#20c040", 6)]
+        auto = c.colorize_array(grey_image)
+        spread = c.colorize_array(grey_image, hints=dots)
+        assert calls == [False, False]  # "spread" (the default): the network gives its automatic answer only
+        c.hint_mode = "network"
+        network = c.colorize_array(grey_image, hints=dots)
+        assert calls[-1] is True  # "network": the model's own hint input
+    green = rgb_to_lab(np.array([[0x20, 0xC0, 0x40]], np.float32) / 255)[0]
+    lab_s, lab_a = rgb_to_lab(spread), rgb_to_lab(auto)
+    # At the dot the colour is the hint's (its a, b; L stays the photo's); around it the green fades, far away nothing moves.
+    assert np.abs(lab_s[60, 90, 1:] - green[1:]).max() < 6
+    assert np.abs(lab_s[:20, 140:, 1:] - lab_a[:20, 140:, 1:]).max() < 0.5
+    assert not np.array_equal(network, spread)
+    with pytest.raises(ValueError, match="hint_mode"):
+        Colorizer.load(str(hint_bundle), backend="onnxruntime", hint_mode="paint")
 
 
 def test_torch_backend_takes_the_same_hints(hint_bundle, hinted, grey_image):
@@ -113,7 +141,7 @@ def test_model_without_hint_inputs_refuses_hints(tiny_bundle, grey_image):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *map(str, args)], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "runtime.cli.main", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 def test_cli_hints_file_sidecars_and_bad_hint_files(hint_bundle, tmp_path):
@@ -159,9 +187,6 @@ def _flat_square_photo() -> tuple[np.ndarray, tuple[slice, slice]]:
     return np.clip(img, 0, 255).astype(np.uint8), sq
 
 
-@pytest.mark.xfail(strict=True, reason="the 2026-12-01 default follows hints only weakly: the square turns reddish "
-                   "(a > 15) but magenta (hue -42 deg vs the hint's 36); +0.09 dB at 10 points (docs/default-model). "
-                   "Strict: a model that passes makes this fail, so remove the mark then")
 def test_default_model_follows_a_hint_on_a_flat_region():
     """With the embedded default: three red dots on a flat grey square turn the square red; far from it
     the result stays close to the automatic one."""

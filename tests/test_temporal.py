@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.temporal import TemporalStabilizer, box_filter, estimate_translation, shift_image
+from runtime.video.temporal import TemporalStabilizer, box_filter, estimate_translation, shift_image
 
 
 def scene(h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:

@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from runtime import cuda
+from runtime.backends.gpu import cuda
 from runtime.backends.base import BackendUnavailable, ModelFiles
 from runtime.backends.tensorrt import EngineRunner, IONames, TensorRTBackend, resolve_io, sidecar_problems_for_here
-from runtime.engine_profile import (Chunk, Profile, check_input, check_inputs, default_profile, input_profiles, model_inputs,
+from runtime.backends.gpu.engine_profile import (Chunk, Profile, check_input, check_inputs, default_profile, input_profiles, model_inputs,
                                     parse_shape, plan_batches)
-from runtime.spec import ModelSpec
+from runtime.model.spec import ModelSpec
 
 SPEC = ModelSpec(depth=6)
 HINT_SPEC = ModelSpec(encoder="efficientnet-lite0", hints=True)  # size multiple 32
@@ -133,7 +133,7 @@ def test_check_says_why_it_is_unavailable():
 
 
 # -- the engine runner against fakes -------------------------------------------------------------------
-# FakeRuntime stands for runtime.cuda.CudaRuntime: real bytes behind fake addresses, every copy and memset
+# FakeRuntime stands for runtime.backends.gpu.cuda.CudaRuntime: real bytes behind fake addresses, every copy and memset
 # done for real (and logged). FakeEngine/FakeContext stand for TensorRT's ICudaEngine/IExecutionContext: the
 # name-based API the runner uses; "executing" reads the inputs at their bound addresses with the shapes set,
 # computes a known function of them and writes ab at the output's address.
@@ -393,8 +393,8 @@ def _tiny_bundle(tmp_path) -> ModelFiles:
     import torch
     from safetensors.torch import save_file
 
-    from runtime.generator import build_generator
-    from runtime.models import resolve
+    from runtime.model.generator import build_generator
+    from runtime.model.bundle import resolve
     from trainer.export_onnx import export_bundle
 
     torch.manual_seed(0)
@@ -434,7 +434,7 @@ def test_hint_engine_matches_onnxruntime_cpu(tmp_path, monkeypatch, request):
     ONNX Runtime CPU FP32 with hints, without hints (zeros), and no hints after hints (no stale buffer)."""
     _require_tensorrt_gpu()
     from runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from runtime.models import resolve
+    from runtime.model.bundle import resolve
 
     monkeypatch.setenv("COLORIZE_GAN_CACHE", str(tmp_path / "cache"))
     files = resolve(str(request.getfixturevalue("hint_bundle")))  # exported only where the test runs

@@ -16,9 +16,9 @@ from torch import nn  # noqa: E402
 
 from runtime.backends.base import BackendUnavailable, ModelFiles  # noqa: E402
 from runtime.backends.torch_cuda import TorchCUDABackend, _Graph, make_forward  # noqa: E402
-from runtime.generator import FP32Norm, fold_batchnorm, prepare_generator  # noqa: E402
-from runtime.generator import LabColorizer, build_generator  # noqa: E402
-from runtime.spec import ModelSpec  # noqa: E402
+from runtime.model.generator import FP32Norm, fold_batchnorm, prepare_generator  # noqa: E402
+from runtime.model.generator import LabColorizer, build_generator  # noqa: E402
+from runtime.model.spec import ModelSpec  # noqa: E402
 
 HINT_SPEC = ModelSpec(encoder="efficientnet-lite0", hints=True, fusion_dim=16)
 
@@ -167,7 +167,7 @@ def test_graph_hint_buffer_is_refilled_on_every_call():
 
 def test_check_answers_no_driver_without_importing_torch():
     """On a machine without an NVIDIA driver, check() answers from libcudart alone (fast)."""
-    from runtime import cuda
+    from runtime.backends.gpu import cuda
 
     if cuda.no_driver_reason() is None:
         pytest.skip("a driver is installed here (or no libcudart): torch must be asked")
@@ -222,7 +222,7 @@ def test_hint_model_matches_onnxruntime_cpu(request, cuda_graphs):
     if not torch.cuda.is_available():
         pytest.skip("torch sees no CUDA GPU")
     from runtime.backends.onnxruntime import OnnxRuntimeBackend
-    from runtime.models import resolve
+    from runtime.model.bundle import resolve
 
     files = resolve(str(request.getfixturevalue("hint_bundle")))  # exported only where the test runs
     L, hints = _L(3, 128, 64).numpy(), _hints(3, 128, 64).numpy()

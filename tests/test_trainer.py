@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from runtime.generator import LabColorizer, UNetGenerator
-from runtime.spec import ModelSpec
+from runtime.model.generator import LabColorizer, UNetGenerator
+from runtime.model.spec import ModelSpec
 from trainer import checkpoint
 from trainer.data import CropDataset
 from trainer.files import find_images, split
@@ -257,7 +257,7 @@ def test_ema_update_follows_the_ramped_decay():
 
 
 def test_train_with_ema_saves_it_and_inference_prefers_it(tmp_path):
-    from runtime.models import resolve as resolve_model
+    from runtime.model.bundle import resolve as resolve_model
 
     data = make_images(tmp_path / "imgs", n=8)
     run = tmp_path / "run"

@@ -224,7 +224,7 @@ def test_existing_output_replaced_atomically(tmp_path, mp4_with_audio):
 
 # -- CLI, with the tiny real model ----------------------------------------------------------------
 def cli(argv):
-    from runtime.video_cli import main
+    from runtime.video.cli import main
 
     return main(["video", *map(str, argv)])
 

@@ -11,7 +11,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from runtime.color import lab_to_rgb
+from runtime.image.color import lab_to_rgb
 from runtime.video import DEFAULT_ASS_HEADER as ASS_HEADER
 
 

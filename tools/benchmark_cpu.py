@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from runtime import fastcolor
-from runtime.colorizer import Colorizer, load_backend
-from runtime.imageio import read_image, split_luminance, write_image
-from runtime.models import resolve
-from runtime.spec import ModelSpec
+from runtime.image import fastcolor
+from runtime.image.colorizer import Colorizer, load_backend
+from runtime.image.imageio import read_image, split_luminance, write_image
+from runtime.model.bundle import resolve
+from runtime.model.spec import ModelSpec
 
 STAGES = ("decode", "to_lab", "network", "to_rgb", "encode")
 
@@ -50,7 +50,7 @@ def make_photo(mp: float, path: Path, colour: bool = False) -> Path:
 def make_model(folder: Path) -> str:
     from safetensors.torch import save_file
 
-    from runtime.generator import build_generator
+    from runtime.model.generator import build_generator
     from trainer.export_onnx import export_bundle
 
     spec = ModelSpec()

@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runtime.temporal import box_filter  # noqa: E402
+from runtime.video.temporal import box_filter  # noqa: E402
 from runtime.video import VideoOptions, colorize_video  # noqa: E402
 
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=4)
     args = ap.parse_args(argv)
 
-    from runtime.colorizer import Colorizer
+    from runtime.image.colorizer import Colorizer
 
     c = Colorizer.load(model=args.model, backend=args.backend, render_size=args.render_size, threads=args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build a TensorRT FP16 engine for the GPU at hand from a model bundle's FP16-typed ONNX.
 
-    python tools/build_engine.py runtime/models/default_fp16.onnx                  # into the per-user cache
+    python tools/build_engine.py runtime/model/weights/default_fp16.onnx                  # into the per-user cache
     python tools/build_engine.py MODEL.json --max 64x512x512 -o my.engine         # custom profile, own file
     COLORIZE_GAN_TRT_ENGINE=my.engine colorize-gan --backend tensorrt photo.jpg -o out.jpg
 
@@ -22,9 +22,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.engine_profile import Inputs, Profile, default_profile, format_shape, model_inputs, parse_shape
-from runtime.spec import ModelSpec
-from runtime.trt_build import INSTALL_HINT, PRECISIONS
+from runtime.backends.gpu.engine_profile import Inputs, Profile, default_profile, format_shape, model_inputs, parse_shape
+from runtime.model.spec import ModelSpec
+from runtime.backends.gpu.trt_build import INSTALL_HINT, PRECISIONS
 
 EPILOG = f"""The profile's N x H x W applies to every input of the model: L (N x 1 x H x W) and, for a
 model that takes colour hints, its hint input (N x 3 x H x W).
@@ -77,7 +77,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _resolve_model(model: str, precision: str) -> tuple[Path, ModelSpec]:
-    from runtime.models import ModelError, resolve
+    from runtime.model.bundle import ModelError, resolve
 
     try:
         files = resolve(model)
@@ -110,7 +110,7 @@ def make_plan(args: argparse.Namespace) -> BuildPlan:
 
 
 def default_timing_cache(gpu_capability: str, trt_version: str) -> Path:
-    from runtime.engine_cache import cache_dir
+    from runtime.backends.gpu.engine_cache import cache_dir
 
     tag = re.sub(r"[^0-9A-Za-z.]+", "_", f"sm{gpu_capability}-trt{trt_version}")
     return cache_dir() / "timing" / f"{tag}.cache"
@@ -118,9 +118,9 @@ def default_timing_cache(gpu_capability: str, trt_version: str) -> Path:
 
 def build(plan: BuildPlan, log=print) -> Path:
     """Build and write the engine + sidecar; returns the engine path. Needs TensorRT and a GPU."""
-    from runtime import cuda
-    from runtime.engine_cache import engine_path_for, file_lock, lock_path, store
-    from runtime.trt_build import build_engine, current_key, import_tensorrt
+    from runtime.backends.gpu import cuda
+    from runtime.backends.gpu.engine_cache import engine_path_for, file_lock, lock_path, store
+    from runtime.backends.gpu.trt_build import build_engine, current_key, import_tensorrt
 
     trt = import_tensorrt()
     rt = cuda.load()

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from runtime import Colorizer
-    from runtime.color import rgb_to_l
+    from runtime.image.color import rgb_to_l
 
     c = Colorizer.load(args.model)
     if c.spec.ab_gain != 1.0:

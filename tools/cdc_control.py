@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import measure_flicker as mf  # noqa: E402
-from runtime import temporal  # noqa: E402
-from runtime.temporal import TemporalStabilizer, box_filter  # noqa: E402
-from runtime.fastcolor import GREY8_L as _L_OF_GREY  # noqa: E402
+from runtime.video import temporal  # noqa: E402
+from runtime.video.temporal import TemporalStabilizer, box_filter  # noqa: E402
+from runtime.image.fastcolor import GREY8_L as _L_OF_GREY  # noqa: E402
 
 
 def box3(ab: np.ndarray) -> np.ndarray:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mix", default="0.5,1.0", help="weights of the 3x3 box mean in the per-frame smoothing controls")
     args = ap.parse_args(argv)
 
-    from runtime.colorizer import Colorizer
+    from runtime.image.colorizer import Colorizer
 
     c = Colorizer.load(model=args.model, backend=args.backend, render_size=args.render_size)
     size = tuple(int(x) for x in args.size.split("x"))

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", type=int, nargs="+", default=[0, 1, 2, 5, 10, 20])
     ap.add_argument("--patch", type=int, default=5, help="side of each hint patch in pixels")
     ap.add_argument("--limit", type=int, default=None, help="at most this many photos (evenly spaced over the split)")
+    ap.add_argument("--hint-mode", default="spread", choices=["spread", "network"],
+                    help="who follows the hints (runtime.image.colorizer.HINT_MODES): spread them over the automatic answer "
+                         "(the default) or the model's own hint input")
     ap.add_argument("--json", type=Path, default=None, help="write the table and settings here")
     args = ap.parse_args(argv)
     if not args.folder.is_dir():
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from runtime import Colorizer
 
-    c = Colorizer.load(args.model)
+    c = Colorizer.load(args.model, hint_mode=args.hint_mode)
     if not c.takes_hints:
         print("evaluate_hints: error: the model takes no colour hints", file=sys.stderr)
         return 2
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = {k: {m: float(np.mean(v)) for m, v in d.items()} for k, d in sums.items()}
     grey_row = {m: float(np.mean(v)) for m, v in grey_scores.items()}
     n = len(grey_scores["psnr"])
-    print(f"{n} photos, patch {args.patch} px, model {args.model or 'embedded default'}")
+    print(f"{n} photos, patch {args.patch} px, model {args.model or 'embedded default'}, "
+          f"hint mode {args.hint_mode}")
     print("| hint points | PSNR dB | vs 0 points | CIEDE2000 |")
     print("|---:|---:|---:|---:|")
     for k, r in rows.items():
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"photos": n, "patch": args.patch, "model": args.model, "folder": str(args.folder),
-                                         "holdout": args.holdout, "seed": args.seed, "rows": rows, "grey": grey_row,
+                                         "holdout": args.holdout, "seed": args.seed, "hint_mode": args.hint_mode, "rows": rows, "grey": grey_row,
                                          "zero_points_equal_automatic": n - mismatch}, indent=2) + "\n")
     return 0 if mismatch == 0 else 1
 

@@ -45,9 +45,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runtime.color import lab_to_rgb, rgb_to_lab  # noqa: E402
-from runtime.temporal import TemporalStabilizer, box_filter, sample_separable  # noqa: E402
-from runtime.fastcolor import GREY8_L as _L_OF_GREY  # noqa: E402
+from runtime.image.color import lab_to_rgb, rgb_to_lab  # noqa: E402
+from runtime.video.temporal import TemporalStabilizer, box_filter, sample_separable  # noqa: E402
+from runtime.image.fastcolor import GREY8_L as _L_OF_GREY  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 SHOTS = ("beacon-street-sunset.jpg", "kite.jpg")  # both in the held-out validation split (seed 0)
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
 
-    from runtime.colorizer import Colorizer
+    from runtime.image.colorizer import Colorizer
 
     colorizer = Colorizer.load(model=args.model, backend=args.backend, render_size=args.render_size, threads=args.threads)
     strengths = [float(s) for s in args.strengths.split(",") if s]

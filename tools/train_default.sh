@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The default model's training recipe: EfficientNet-Lite0 (ImageNet) encoder + U-Net decoder + fusion + colour hints,
-# in three stages chained with --init, each resumable. Sized for a 2-core CPU (about 70 minutes in all at 128 px crops);
+# in four stages chained with --init, each resumable. Sized for a 2-core CPU (about two hours in all at 128 px crops);
 # the same commands run on a GPU (DEVICE=cuda, bigger BATCH, WORKERS > 0).
 #
 #   stage 1  decoder only (encoder frozen at its ImageNet weights): L1, lr 5e-4, Adam beta1 0.9, S1_EPOCHS epochs
@@ -18,7 +18,7 @@
 # last epoch. Long CPU runs: start it in the background (nohup) and renice every thread (DEVELOPERS.md).
 #
 # Usage (repository root): tools/train_default.sh        env: MIX, PHOTOS, RUNS (runs/default), DEVICE (cpu),
-#   THREADS (2), WORKERS (0), BATCH (16), CROP (128), S1_EPOCHS (1), S2_EPOCHS (5), S2_DECAY (2), S3_EPOCHS (2),
+#   THREADS (2), WORKERS (0), BATCH (16), CROP (128), S1_EPOCHS (1), S2_EPOCHS (6), S2_DECAY (2), S3_EPOCHS (2),
 #   S3_DECAY (1), S4_EPOCHS (6), S4_DECAY (2), HINT_P_NONE (0.2), STAGE_MIN (600), VAL_COUNTS ("1000 10"), PY (.venv/bin/python)
 set -eu
 MIX=${MIX:-../shared/data/mix}
@@ -30,7 +30,7 @@ WORKERS=${WORKERS:-0}
 BATCH=${BATCH:-16}
 CROP=${CROP:-128}
 S1_EPOCHS=${S1_EPOCHS:-1}
-S2_EPOCHS=${S2_EPOCHS:-5}
+S2_EPOCHS=${S2_EPOCHS:-6}
 S2_DECAY=${S2_DECAY:-2}
 S3_EPOCHS=${S3_EPOCHS:-2}
 S3_DECAY=${S3_DECAY:-1}

@@ -21,9 +21,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from runtime.generator import build_generator
-from runtime.models import CHECKPOINT_WEIGHTS, checkpoint_weights
-from runtime.spec import ModelSpec
+from runtime.model.generator import build_generator
+from runtime.model.bundle import CHECKPOINT_WEIGHTS, checkpoint_weights
+from runtime.model.spec import ModelSpec
 
 LATEST = "latest"
 

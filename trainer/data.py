@@ -5,7 +5,7 @@ train/val with a fixed seed (``--train-count/--val-count`` reproduce the paper's
 scanned once (unreadable files are skipped with a warning, greyscale ones skipped and counted:
 they teach nothing about colour), and optionally cached in memory at ``load_size``.
 Augmentation is a random resized crop and a horizontal flip; RGB -> Lab goes through
-runtime/color.py, the same module the runtime serves with.
+runtime/image/color.py, the same module the runtime serves with.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from runtime import color
+from runtime.image import color
 
 from .files import is_greyscale
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from runtime.color import lab_to_rgb, rgb_to_l
+from runtime.image.color import lab_to_rgb, rgb_to_l
 from trainer.contact_sheet import contact_sheet, to_pil
 from trainer.files import IMAGE_EXTENSIONS, find_images, is_greyscale, split
 from trainer.metrics import score_image, summarize

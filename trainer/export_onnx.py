@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.engine_cache import sha256_file
-from runtime.models import BUNDLE_FORMAT, BUNDLE_VERSION, bundle_paths, bundle_stem
-from runtime.spec import ModelSpec
+from runtime.backends.gpu.engine_cache import sha256_file
+from runtime.model.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, bundle_paths, bundle_stem
+from runtime.model.spec import ModelSpec
 
 OPSET = 18  # pinned: TensorRT 10 parses 9-20, ORT >= 1.17 runs 18
 FP32_TOLERANCE = 0.05  # ab units; float reordering only
@@ -46,11 +46,11 @@ def load_checkpoint(path: Path):
 
 def half_module(generator, spec: ModelSpec):
     """The served network with FP16 weights/compute and FP32 I/O, scaling and normalization
-    (BatchNorm folded into the convs in FP32 before rounding; see runtime.generator.prepare_generator)."""
+    (BatchNorm folded into the convs in FP32 before rounding; see runtime.model.generator.prepare_generator)."""
     import torch
     from torch import nn
 
-    from runtime.generator import prepare_generator, scale_hints
+    from runtime.model.generator import prepare_generator, scale_hints
 
     class HalfLabColorizer(nn.Module):
         def __init__(self, gen: nn.Module):
@@ -69,7 +69,7 @@ def half_module(generator, spec: ModelSpec):
 
 
 def _folded(generator):
-    from runtime.generator import fold_batchnorm
+    from runtime.model.generator import fold_batchnorm
 
     g = copy.deepcopy(generator).eval()
     fold_batchnorm(g)
@@ -140,7 +140,7 @@ def synthetic_images(n: int = 3, size: tuple[int, int] = (320, 448)) -> list[np.
 def load_parity_images(folder: Path | None, limit: int = 4) -> list[np.ndarray]:
     if folder is None:
         return synthetic_images()
-    from runtime.imageio import read_image
+    from runtime.image.imageio import read_image
 
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     images = []
@@ -161,8 +161,8 @@ def parity(served, spec: ModelSpec, onnx_paths: dict[str, Path], images: list[np
     import onnxruntime as ort
     import torch
 
-    from runtime.color import rgb_to_l
-    from runtime.colorizer import prepare_l
+    from runtime.image.color import rgb_to_l
+    from runtime.image.colorizer import prepare_l
 
     sessions = {k: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for k, p in onnx_paths.items()}
     worst = {k: 0.0 for k in sessions}
@@ -194,7 +194,7 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
     import torch
     from safetensors.torch import save_file
 
-    from runtime.generator import LabColorizer
+    from runtime.model.generator import LabColorizer
 
     from .checkpoint import inference_weights, resolve
 
@@ -255,7 +255,7 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="colorize-gan-export", description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", type=Path, help="trainer checkpoint directory (spec.json + generator.safetensors) or run folder (uses its latest checkpoint)")
-    ap.add_argument("-o", "--output", type=Path, required=True, help="bundle stem, e.g. runtime/models/default")
+    ap.add_argument("-o", "--output", type=Path, required=True, help="bundle stem, e.g. runtime/model/weights/default")
     ap.add_argument("--parity-images", type=Path, default=None, help="folder of real images for the parity check (default: synthetic)")
     ap.add_argument("--render-size", type=int, default=256, help="longer side the parity check runs the net at")
     ap.add_argument("--ab-gain", type=float, default=None,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime import color
+from runtime.image import color
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
 

@@ -2,14 +2,14 @@
 
 The loader ships uint8 crops (4x less to copy than float32, and cheap to collate); this module turns
 a batch into the network's L input and ab target on the training device in one vectorised pass. The
-constants and the piecewise curves are runtime/color.py's (tests check both agree), so the colours a
+constants and the piecewise curves are runtime/image/color.py's (tests check both agree), so the colours a
 model learns are the colours the runtime serves.
 """
 from __future__ import annotations
 
 import torch
 
-from runtime import color
+from runtime.image import color
 
 _M = torch.tensor((color._XYZ_FROM_RGB / color.WHITE_D65[:, None]), dtype=torch.float32)  # white point folded in
 

@@ -1,6 +1,6 @@
 """Image-quality metrics for colorization that need no pretrained network: PSNR, SSIM, CIEDE2000, colourfulness.
 
-Numpy only (the training loop imports this for validation; the colour maths comes from runtime.color).
+Numpy only (the training loop imports this for validation; the colour maths comes from runtime.image.color).
 Conventions, so numbers are comparable with published tables:
 
 * PSNR and SSIM are computed on sRGB float arrays in [0, 1] (H, W, 3), ``data_range`` 1.
@@ -19,7 +19,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from runtime.color import rgb_to_lab
+from runtime.image.color import rgb_to_lab
 
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # scipy.ndimage.gaussian_filter's default: radius int(3.5 * 1.5 + 0.5) = 5, an 11x11 window

@@ -1,4 +1,4 @@
-"""The discriminator and the GAN loss (the generator lives in runtime/generator.py, which the
+"""The discriminator and the GAN loss (the generator lives in runtime/model/generator.py, which the
 runtime's torch backends share).
 
 PatchGAN (pix2pix, "70x70"): three 4x4 stride-2 conv blocks, one stride-1 block and a 1-channel
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from runtime.generator import init_weights, norm_layer
+from runtime.model.generator import init_weights, norm_layer
 
 
 class PatchDiscriminator(nn.Module):

@@ -41,6 +41,6 @@ def imagenet_state_dict(in_channels: int = 1) -> dict[str, torch.Tensor]:
 
 
 def load_imagenet_encoder(encoder: nn.Module) -> Path:
-    """Load the ImageNet weights into a runtime.efficientnet.EfficientNetLite0 built with num_classes=0."""
+    """Load the ImageNet weights into a runtime.model.efficientnet.EfficientNetLite0 built with num_classes=0."""
     encoder.load_state_dict(imagenet_state_dict(encoder._conv_stem.in_channels), strict=True)
     return weights_path()

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from runtime import color
-from runtime.generator import build_generator
-from runtime.spec import ENCODERS, ModelSpec
+from runtime.image import color
+from runtime.model.generator import build_generator
+from runtime.model.spec import ENCODERS, ModelSpec
 
 from . import checkpoint
 from .data import CropDataset, load_validation, pad_to_multiple, to_network

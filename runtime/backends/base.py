@@ -7,25 +7,15 @@ conversion: the Colorizer does that around it.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 
 import numpy as np
 
-from ..spec import HINT_CHANNELS, ModelSpec
+from ..model.bundle import ModelFiles  # noqa: F401  (what a backend is built from; re-exported)
+from ..model.spec import HINT_CHANNELS, ModelSpec
 
 
 class BackendUnavailable(RuntimeError):
     """Raised by a backend's ``check`` / constructor when it cannot run here; the message says why."""
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    """Where a model's artifacts are. Any may be None; each backend says which it needs."""
-
-    spec: ModelSpec
-    onnx: str | None = None  # FP32 ONNX (ONNX Runtime)
-    onnx_fp16: str | None = None  # FP16-typed ONNX (TensorRT)
-    weights: str | None = None  # safetensors state dict of the generator (torch backends)
 
 
 def check_hints(L: np.ndarray, hints: np.ndarray) -> np.ndarray:

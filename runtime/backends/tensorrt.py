@@ -6,7 +6,7 @@ FP16-typed ONNX on first use (minutes; later runs load it in about a second). In
 are found by the spec's tensor names (TensorRT 10/11 name-based I/O, no binding indices): L, the
 hint input of a model that takes colour hints, and ab. ``EngineRunner`` drives a loaded engine:
 pinned host and device buffers allocated once at the profile's max shape (one pair per tensor);
-each batch is split or padded to the profile (runtime/engine_profile.py), both inputs' shapes are
+each batch is split or padded to the profile (runtime/backends/gpu/engine_profile.py), both inputs' shapes are
 set per chunk, and it runs with ``execute_async_v3`` on the runner's own stream. A hint model given
 no hints gets zeros (a device memset, no copy): the automatic result; padding rows are zeros too.
 ``close()`` frees every buffer.
@@ -24,9 +24,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import cuda
-from ..engine_profile import HINT_CHANNELS, Profile, check_inputs, default_profile, model_inputs, plan_batches
-from ..spec import ModelSpec
+from .gpu import cuda
+from .gpu.engine_profile import HINT_CHANNELS, Profile, check_inputs, default_profile, model_inputs, plan_batches
+from ..model.spec import ModelSpec
 from .base import Backend, BackendUnavailable, ModelFiles
 
 ENV_ENGINE = "COLORIZE_GAN_TRT_ENGINE"
@@ -75,7 +75,7 @@ def sidecar_problems_for_here(meta: dict, trt_version: str, gpu_name: str, capab
 
 class EngineRunner:
     """Runs a deserialized engine for ``spec``: I/O resolved by name, buffers for the profile's max shape,
-    batches split/padded to the profile. Needs only the engine's TensorRT API and a runtime.cuda.CudaRuntime
+    batches split/padded to the profile. Needs only the engine's TensorRT API and a runtime.backends.gpu.cuda.CudaRuntime
     (``rt``), so it is tested against fakes of both."""
 
     def __init__(self, trt, rt, engine, spec: ModelSpec):
@@ -233,7 +233,7 @@ class TensorRTBackend(Backend):
         return self._runtime.deserialize_cuda_engine(data)  # None on a TensorRT/GPU mismatch
 
     def _load_user_engine(self, path: str):
-        from ..engine_cache import read_sidecar, sidecar_mismatches
+        from .gpu.engine_cache import read_sidecar, sidecar_mismatches
 
         try:
             meta = read_sidecar(path)
@@ -252,8 +252,8 @@ class TensorRTBackend(Backend):
         return engine, Path(path)
 
     def _load_cached_engine(self, files: ModelFiles, log):
-        from ..engine_cache import get_or_build
-        from ..trt_build import BuildError, build_engine, current_key
+        from .gpu.engine_cache import get_or_build
+        from .gpu.trt_build import BuildError, build_engine, current_key
 
         if not files.onnx_fp16:
             raise BackendUnavailable("the model has no FP16-typed ONNX (NAME_fp16.onnx) to build an engine from")

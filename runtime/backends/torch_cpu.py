@@ -1,7 +1,7 @@
 """PyTorch CPU backend: runs the generator from the bundle's safetensors weights.
 
 The fallback when ONNX Runtime is missing, and the reference the parity tests compare against.
-torch and safetensors are imported only here (and in runtime/generator.py, imported from here).
+torch and safetensors are imported only here (and in runtime/model/generator.py, imported from here).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def load_state_dict(path: str) -> dict:
 
 def build_lab_colorizer(files: ModelFiles):
     """The served module (LabColorizer) in eval mode with the bundle's weights."""
-    from ..generator import LabColorizer, build_generator
+    from ..model.generator import LabColorizer, build_generator
 
     gen = build_generator(files.spec)
     try:

@@ -7,7 +7,7 @@ everything else cast to the half type and laid out channels_last (tensor-core co
 NHWC). The L scaling before the network and the ab scaling after it stay in FP32, and so does the
 scaling of a hint model's hint input ([a, b, mask] in Lab units -> [a/ab_scale, b/ab_scale, mask]);
 no hints means zeros, the automatic result. The EfficientNet-Lite0 generator's BatchNorms sit outside
-nn.Sequential and are folded through its ``BN_PAIRS`` (runtime.generator.fold_batchnorm).
+nn.Sequential and are folded through its ``BN_PAIRS`` (runtime.model.generator.fold_batchnorm).
 
 CUDA graphs pay off where launch overhead dominates (small batches, small images, video frames of
 one size): the first ``graph_after - 1`` calls with a shape run eagerly (they also let cuDNN pick
@@ -28,8 +28,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .. import cuda
-from ..engine_profile import HINT_CHANNELS, check_inputs
+from .gpu import cuda
+from .gpu.engine_profile import HINT_CHANNELS, check_inputs
 from .base import Backend, BackendUnavailable, ModelFiles
 
 DTYPES = ("float16", "bfloat16")
@@ -39,11 +39,11 @@ MAX_GRAPHS = 6
 def make_forward(generator, spec, dtype, channels_last: bool = True):
     """``forward(L, hints=None)``: L (N,1,H,W) float32 in [0, 100] [+ hints (N,3,H,W) float32, a, b in Lab
     units and a 0/1 mask] -> ab float32, with the scaling in FP32 around the half network, as
-    runtime.generator.LabColorizer does it. For a hint model, no hints means zeros; a model without
+    runtime.model.generator.LabColorizer does it. For a hint model, no hints means zeros; a model without
     hint inputs ignores ``hints`` (the backend refuses them before this point)."""
     import torch
 
-    from ..generator import scale_hints
+    from ..model.generator import scale_hints
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     l_scale, l_shift, ab_scale = float(spec.l_scale), float(spec.l_shift), float(spec.ab_scale)
@@ -140,7 +140,7 @@ class TorchCUDABackend(Backend):
         device: int | None = None,
         generator=None,
     ):
-        """``generator``: an already loaded generator (benchmarks, tests; ``runtime.generator.build_generator``'s
+        """``generator``: an already loaded generator (benchmarks, tests; ``runtime.model.generator.build_generator``'s
         kind) instead of ``files.weights``."""
         self.check(need_safetensors=generator is None)
         import torch
@@ -166,7 +166,7 @@ class TorchCUDABackend(Backend):
             generator = build_lab_colorizer(files).generator
         # cuDNN autotuning: one slow first call per shape, then the fastest kernels.
         torch.backends.cudnn.benchmark = True
-        from ..generator import prepare_generator
+        from ..model.generator import prepare_generator
 
         gen = prepare_generator(generator.to(self._device), getattr(torch, dtype))
         self._forward = make_forward(gen, self.spec, getattr(torch, dtype))

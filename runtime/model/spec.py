@@ -30,7 +30,7 @@ class ModelSpec:
     """
 
     name: str = "colorize-gan"
-    encoder: str = "unet"  # "unet": the paper's pix2pix U-Net | "efficientnet-lite0": ImageNet-pretrained encoder (runtime/effnet_unet.py)
+    encoder: str = "unet"  # "unet": the paper's pix2pix U-Net | "efficientnet-lite0": ImageNet-pretrained encoder (runtime/model/effnet_unet.py)
     hints: bool = False  # takes a second input: user colour hints [a, b, mask] (Zhang et al. 2017)
     hint_levels: bool = False  # the hints also enter every decoder level (masked-mean pooled), not only the stem and head
     depth: int = 6  # stride-2 down levels; H and W must be multiples of 2**depth

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backends.base import check_hints
-from .spec import HINT_CHANNELS  # noqa: F401  (re-exported for the GPU backends)
+from ..base import check_hints
+from ...model.spec import HINT_CHANNELS  # noqa: F401  (re-exported for the GPU backends)
 
 Shape = tuple[int, int, int]  # (batch, height, width); the channel dim is fixed by the model
 Inputs = tuple[tuple[str, int], ...]  # the model's inputs as (name, channels), L first

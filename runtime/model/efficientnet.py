@@ -86,7 +86,7 @@ class MBConv(nn.Module):
 class EfficientNetLite0(nn.Module):
     """The ImageNet classifier (``forward``) and the feature pyramid a U-Net needs (``features``)."""
 
-    BN_PAIRS = (("_conv_stem", "_bn0"), ("_conv_head", "_bn1"))  # for runtime.generator.fold_batchnorm
+    BN_PAIRS = (("_conv_stem", "_bn0"), ("_conv_head", "_bn1"))  # for runtime.model.generator.fold_batchnorm
 
     def __init__(self, in_channels: int = 3, num_classes: int = 1000):
         super().__init__()

@@ -2,11 +2,11 @@
 
 At 12 MP the per-pixel work (ab upsampling + Lab -> sRGB + quantisation, and RGB -> L on the way
 in) dominates everything but decode/encode if done in numpy (many full-size temporaries). The C
-kernel (runtime/_kernels/fastcolor.c) does it in one pass; rows are split across threads (cffi
+kernel (runtime/image/_kernels/fastcolor.c) does it in one pass; rows are split across threads (cffi
 releases the GIL during the call).
 
 Build: cffi ABI mode on a shared object compiled on first use with the system C compiler and
-cached outside the repo (``kernels/`` in the per-user cache folder of runtime.engine_cache.cache_dir:
+cached outside the repo (``kernels/`` in the per-user cache folder of runtime.cache.cache_dir:
 ``$COLORIZE_GAN_CACHE`` or ``$XDG_CACHE_HOME/colorize-gan``; keyed by a hash of the source
 and flags), so installing needs no compiler and no Python headers. No compiler, a failed build or
 ``COLORIZE_GAN_KERNEL=0`` -> the numpy path, which gives the same result within one 8-bit level
@@ -50,7 +50,7 @@ void lut8_to_f32(const uint8_t *src, long n, const float *lut, float *out);
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
 
-# Tables shared by both paths (float32, computed once from runtime.color so both agree with it).
+# Tables shared by both paths (float32, computed once from runtime.image.color so both agree with it).
 # Public: the exact L of each 8-bit grey level (video and tools index it directly).
 GREY8_L = grey_to_l(np.arange(256, dtype=np.float32) / np.float32(255))
 _LIN8 = srgb_to_linear(np.arange(256, dtype=np.float32) / np.float32(255))
@@ -60,7 +60,7 @@ _GAMMA_U8 = np.round(linear_to_srgb(np.arange(65536, dtype=np.float32) / np.floa
 
 
 def _cache_dir() -> Path:
-    from .engine_cache import cache_dir  # the project's one per-user cache folder ($COLORIZE_GAN_CACHE honoured)
+    from ..cache import cache_dir  # the project's one per-user cache folder ($COLORIZE_GAN_CACHE honoured)
 
     return cache_dir() / "kernels"
 
@@ -193,7 +193,7 @@ def _split_rows(h: int, n: int, fn: Any) -> None:
 def finish(L: np.ndarray, ab_net: np.ndarray, geom: Any, saturation: float = 1.0, out: str = "u8",
            threads: int | None = None, use_kernel: bool = True) -> np.ndarray:
     """Full-res L (H, W) + network ab (2, net_h, net_w) -> sRGB (H, W, 3): uint8 (``out="u8"``) or
-    float32 in [0, 1] (``out="f32"``). ``geom`` is a runtime.colorizer.Geometry."""
+    float32 in [0, 1] (``out="f32"``). ``geom`` is a runtime.image.geometry.Geometry."""
     if saturation < 0:
         raise ValueError(f"saturation must be >= 0, got {saturation}")
     L = np.ascontiguousarray(L, dtype=np.float32)
@@ -244,6 +244,19 @@ def finish_src(src: np.ndarray, ab_net: np.ndarray, geom: Any, saturation: float
             _ptr(ffi, "uint8_t *", _GAMMA_U8), _ptr(ffi, "uint8_t *", result)]
     _split_rows(H, _threads(threads), lambda r0, r1: lib.finish_src_rows(*args, int(r0), int(r1)))
     return result
+
+
+def merge(planes: Any, ab_net: np.ndarray, geom: Any, saturation: float = 1.0, bits: int = 8,
+          threads: int | None = None) -> np.ndarray:
+    """A decoded picture's planes (runtime.image.imageio.Planes) + network ab -> RGB uint8 (``bits=8``) or uint16:
+    ab upsampled to full resolution and merged with the full-resolution L. 8-bit outputs of 8-bit sources
+    read the source pixels directly (:func:`finish_src`); the rest go through the L plane (:func:`finish`)."""
+    if bits == 8 and planes.src8 is not None:
+        return finish_src(planes.src8, ab_net, geom, saturation, threads=threads)
+    if bits == 8:
+        return finish(planes.L, ab_net, geom, saturation, out="u8", threads=threads)
+    rgb = finish(planes.L, ab_net, geom, saturation, out="f32", threads=threads)
+    return (rgb * np.float32(65535) + np.float32(0.5)).astype(np.uint16)
 
 
 def _finish_numpy(L: np.ndarray, ab: np.ndarray, ys: tuple, xs: tuple, sat: np.float32, out: str,

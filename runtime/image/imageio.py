@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import fastcolor
 from .color import grey_to_l
-from .errors import one_line
+from ..errors import one_line
 
 DEFAULT_MAX_PIXELS = 150_000_000  # ~1.5 GB of working memory at this size; raise with --max-pixels
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}

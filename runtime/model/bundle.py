@@ -3,7 +3,7 @@
 A bundle is a set of files sharing a stem in one folder (see docs/CONTRACTS.md):
 ``NAME.json`` (spec + provenance), ``NAME.onnx`` (FP32), ``NAME_fp16.onnx`` (FP16-typed, FP32 I/O)
 and ``NAME.safetensors`` (generator weights, for the torch backends; may be stored as float16).
-The embedded default lives in ``runtime/models/default.*``. A trainer checkpoint directory
+The embedded default lives in ``runtime/model/weights/default.*``. A trainer checkpoint directory
 (``spec.json`` + ``generator.safetensors``, and ``generator_ema.safetensors`` which it prefers) is accepted
 too, for the torch backends.
 
@@ -12,19 +12,29 @@ This module imports nothing heavy: it only reads JSON and checks paths.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backends.base import ModelFiles
-from .errors import one_line
+from ..errors import one_line
 from .spec import ModelSpec
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+MODELS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_STEM = MODELS_DIR / "default"
 BUNDLE_FORMAT = "colorize-gan-bundle"
 BUNDLE_VERSION = 1
 # A trainer checkpoint's weight files, in the order inference prefers them (the EMA copy exists with --ema).
 CHECKPOINT_WEIGHTS = ("generator_ema.safetensors", "generator.safetensors")
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where a model's artifacts are. Any may be None; each backend says which it needs."""
+
+    spec: ModelSpec
+    onnx: str | None = None  # FP32 ONNX (ONNX Runtime)
+    onnx_fp16: str | None = None  # FP16-typed ONNX (TensorRT)
+    weights: str | None = None  # safetensors state dict of the generator (torch backends)
 
 
 def checkpoint_weights(folder: Path) -> Path | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .engine_profile import Inputs, Profile, format_shape, input_profiles, model_inputs
-from .spec import ModelSpec
+from ...model.spec import ModelSpec
 
 PRECISIONS = ("fp16", "fp32")
 INSTALL_HINT = (
@@ -278,7 +278,7 @@ def build_engine(
 
 def current_key(trt_version: str, rt, device: int, onnx_path: str | Path, profile: Profile, precision: str, inputs: Inputs):
     """The EngineKey for building ``onnx_path`` (a model with ``inputs``: ``engine_profile.model_inputs(spec)``)
-    on this machine's ``device`` (``rt``: a runtime.cuda.CudaRuntime)."""
+    on this machine's ``device`` (``rt``: a runtime.backends.gpu.cuda.CudaRuntime)."""
     from .engine_cache import EngineKey, sha256_file
 
     return EngineKey(

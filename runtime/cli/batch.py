@@ -17,7 +17,7 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif",
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".m2ts", ".3gp"}
 WRITABLE = {".jpg": ".jpg", ".jpeg": ".jpg", ".jfif": ".jpg", ".png": ".png", ".tif": ".tif", ".tiff": ".tif", ".webp": ".webp"}
 OUTPUT_FORMATS = ("same", "jpg", "png", "webp", "tif")
-HINT_SUFFIX = ".hints.png"  # NAME.hints.png beside NAME.jpg: that photo's colour hints (runtime/hints.py)
+HINT_SUFFIX = ".hints.png"  # NAME.hints.png beside NAME.jpg: that photo's colour hints (runtime/image/hints.py)
 
 
 @dataclass

@@ -8,7 +8,7 @@ A hint is a colour at a place. Two ways to give them, both in full-resolution pi
 * a **point list**: ``[HintPoint(x, y, colour, radius), ...]`` or plain ``(x, y, colour[, radius])``
   tuples, colour as ``(r, g, b)`` 0-255 or ``"#rrggbb"``; each point covers a disc of ``radius`` px.
 
-:func:`hint_input` maps either onto the network grid of a frame (runtime.colorizer.Geometry): per
+:func:`hint_input` maps either onto the network grid of a frame (runtime.image.geometry.Geometry): per
 network pixel the mean ab (CIELAB) of the hint pixels inside its footprint, and a mask that is 1 where
 there is any. Only a and b are taken from a hint; L always comes from the photo, so a hint can never
 change the photo's lightness. No hints (None, an empty list, a fully transparent image) gives None,
@@ -29,7 +29,7 @@ from .color import rgb_to_lab
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .colorizer import Geometry
+    from .geometry import Geometry
 
 ALPHA_THRESHOLD = 128  # hint-image pixels at least this opaque are hints
 DEFAULT_RADIUS = 3.0

@@ -2,7 +2,7 @@
 
     colorize-gan [options] INPUT... -o OUTPUT
     colorize-gan info [--model PATH] [--json]
-    colorize-gan video ...            (runtime/video_cli.py, when installed)
+    colorize-gan video ...            (runtime/video/cli.py, when installed)
 
 Only argparse and the standard library are imported at module level, so ``--help`` is fast and
 works without numpy-heavy or torch imports. Every per-file failure is one line on stderr
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import one_line
+from ..errors import one_line
 
 PROG = "colorize-gan"
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
@@ -103,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_video(argv: list[str]) -> int:
-    if importlib.util.find_spec("runtime.video_cli") is None:
+    if importlib.util.find_spec("runtime.video.cli") is None:
         print(f"{PROG}: video support is not installed in this build", file=sys.stderr)
         return 2
-    from . import video_cli
+    from ..video import cli as video_cli
 
     return int(video_cli.main(argv))
 
@@ -124,9 +124,9 @@ def _versions() -> dict[str, str | None]:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from . import fastcolor
-    from .backends.registry import AUTO_ORDER, GROUPS, availability
-    from .models import ModelError, describe, resolve
+    from ..image import fastcolor
+    from ..backends.registry import AUTO_ORDER, GROUPS, availability
+    from ..model.bundle import ModelError, describe, resolve
 
     backends = {name: availability(name) for name in AUTO_ORDER}
     try:
@@ -198,7 +198,7 @@ def run_images(args: argparse.Namespace) -> int:
                       f"render size {colorizer.render_size}", file=sys.stderr)
         _process(jobs, colorizer, args, results)
     except KeyboardInterrupt:
-        # Outputs are written atomically (runtime.imageio.write_image), so the file being written when Ctrl-C
+        # Outputs are written atomically (runtime.image.imageio.write_image), so the file being written when Ctrl-C
         # came is simply absent and a rerun with --skip-existing picks up exactly where this one stopped.
         print(f"{PROG}: interrupted after {len(results)} of {len(jobs)}; run again with --skip-existing to continue",
               file=sys.stderr)
@@ -265,7 +265,7 @@ def _remove_folders(created: list[Path]) -> None:
 
 
 def _load_colorizer(args: argparse.Namespace):
-    from .colorizer import Colorizer
+    from ..image.colorizer import Colorizer
 
     return Colorizer.load(args.model, backend=args.backend, render_size=args.render_size, threads=args.threads)
 
@@ -275,7 +275,7 @@ def _process(jobs: list, colorizer: Any, args: argparse.Namespace, results: list
     Ctrl-C the caller knows how far the batch got)."""
     from tqdm import tqdm
 
-    from .imageio import DEFAULT_MAX_PIXELS
+    from ..image.imageio import DEFAULT_MAX_PIXELS
 
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
     bar = tqdm(jobs, unit="img", disable=True if args.quiet else None, file=sys.stderr, dynamic_ncols=True)
@@ -304,8 +304,8 @@ def colorize_file(colorizer: Any, src: Any, dst: Any, args: argparse.Namespace, 
                   hints_path: Any = None) -> str | None:
     """Colorize one file (with its hint image, if any); None on success, else the one-line reason.
     Never raises for bad input, and writes nothing when anything about the input or its hints is wrong."""
-    from .hints import HintError, load_hint_image
-    from .imageio import ImageError, format_for, read_image, split_luminance, write_image
+    from ..image.hints import HintError, load_hint_image
+    from ..image.imageio import ImageError, format_for, read_image, split_luminance, write_image
 
     try:
         fmt = format_for(dst)

@@ -11,7 +11,7 @@ carries the CUDA error name (e.g. ``cudaErrorInsufficientDriver``), and a missin
 Memory is freed explicitly (``free()`` / ``close()``), never from ``__del__``: at interpreter exit
 libcudart may already be unloading, and frees then fail with cudaErrorCudartUnloading.
 
-``python -m runtime.cuda`` prints what it finds.
+``python -m runtime.backends.gpu.cuda`` prints what it finds.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import one_line
+from ...errors import one_line
 
 _CDEF = """
 typedef int cudaError_t;

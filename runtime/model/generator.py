@@ -175,7 +175,7 @@ def init_weights(module: nn.Module) -> None:
 def fold_batchnorm(module):
     """Fold every eval-mode BatchNorm2d that directly follows a Conv2d / ConvTranspose2d in an
     nn.Sequential, or that a module names in its ``BN_PAIRS`` ((conv attribute, BN attribute), as
-    runtime/efficientnet.py does), into that conv (in place); the BN becomes an Identity.
+    runtime/model/efficientnet.py does), into that conv (in place); the BN becomes an Identity.
     Returns the count folded."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 

@@ -21,24 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
+from ...cache import ENV_CACHE, cache_dir  # noqa: F401  (re-exported: the engines live in this folder)
 from .engine_profile import Inputs, Profile
 
 SIDECAR_VERSION = 2  # 2: the key records the model's inputs (colour-hint models have two)
-ENV_CACHE = "COLORIZE_GAN_CACHE"
 T = TypeVar("T")
-
-
-def cache_dir() -> Path:
-    """$COLORIZE_GAN_CACHE, else the platform's per-user cache folder, plus ``colorize-gan``."""
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE])
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "colorize-gan"
 
 
 def engines_dir() -> Path:

@@ -1,6 +1,6 @@
-"""``colorize-gan video INPUT -o OUTPUT``: the command-line face of runtime/video.py.
+"""``colorize-gan video INPUT -o OUTPUT``: the command-line face of runtime/video/pipeline.py.
 
-runtime/cli.py registers it with ``add_parser(subparsers)`` and dispatches to ``run(args)``. Bad
+runtime/cli/main.py registers it with ``add_parser(subparsers)`` and dispatches to ``run(args)``. Bad
 input of any kind (not a video, no video stream, zero frames, a truncated file, an unknown codec)
 ends in one line on stderr and a non-zero exit, never a traceback, and never a partial output file.
 Ctrl-C at any point (loading the model included) is one line and exit status 130, with no output
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import one_line
+from ..errors import one_line
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         import av  # noqa: F401  (PyAV is an optional extra)
     except ImportError:
         return _error("video needs PyAV: pip install 'colorize-gan[video]'")
-    from .video import VideoError, VideoOptions, colorize_video
+    from .pipeline import VideoError, VideoOptions, colorize_video
 
     opts = VideoOptions(
         saturation=args.saturation, stabilize=args.stabilize, strength=args.strength, start=args.start,
@@ -94,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         opts.validate()
         # Check the input before loading a model, so a typo fails in milliseconds.
-        from .video import _open_input
+        from .pipeline import _open_input
 
         _open_input(args.input).close()
         colorizer = _load_colorizer(args)
@@ -118,13 +118,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _load_colorizer(args: argparse.Namespace):
-    from .colorizer import Colorizer
+    from ..image.colorizer import Colorizer
 
     return Colorizer.load(model=args.model, backend=args.backend, render_size=args.render_size, threads=args.threads)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m runtime.video_cli``) until / besides the main CLI's dispatch."""
+    """Stand-alone entry (``python -m runtime.video.cli``) until / besides the main CLI's dispatch."""
     parser = argparse.ArgumentParser(prog="colorize-gan")
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser(sub)

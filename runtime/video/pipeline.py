@@ -1,16 +1,16 @@
 """Colorize a video file, streaming: PyAV (FFmpeg) decode -> batched model -> temporal filter -> encode.
 
-This module is the colorization pipeline: the options, frame batching through the model, the
-temporal stabilizer, progress, and ``colorize_video`` itself. The container and stream plumbing it
-drives (opening and probing the input, the encoder, audio / subtitle passthrough, the temp path)
-lives in runtime/video_io.py; ``VideoError`` and ``DEFAULT_ASS_HEADER`` are re-exported from here.
+This module is the colorization pipeline: frame batching through the model, the temporal
+stabilizer, progress, and ``colorize_video`` itself. Its options and result are in
+runtime/video/options.py; the container and stream plumbing it drives (opening and probing the
+input, the encoder, audio / subtitle passthrough, the temp path) is in runtime/video/container.py.
 
 Memory stays bounded whatever the length: frames are read one packet at a time and only a batch of
 ``batch_size`` frames is held. The output is written to a hidden temp file beside the target and
 renamed over it only when everything succeeded, so Ctrl-C or an error never leaves a half-written
 file under the output name.
 
-The colorizer is anything with the step functions of ``runtime.colorizer.Colorizer`` (see
+The colorizer is anything with the step functions of ``runtime.image.colorizer.Colorizer`` (see
 docs/CONTRACTS.md): ``prepare``, ``predict_ab``, ``finish``. Chroma is predicted at render size and
 combined with the full-resolution L of each frame; the input's own colour, if any, is discarded.
 """
@@ -20,17 +20,15 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from . import fastcolor
+from ..image import fastcolor
+from .options import VideoError, VideoOptions, VideoResult
 from .temporal import TemporalStabilizer
-from .video_io import (  # noqa: F401  (DEFAULT_ASS_HEADER is re-exported for callers of runtime.video)
-    DEFAULT_ASS_HEADER,
-    VideoError,
+from .container import (
     _describe,
     _expected_frames,
     _first_in_window,
@@ -42,55 +40,9 @@ from .video_io import (  # noqa: F401  (DEFAULT_ASS_HEADER is re-exported for ca
     _VideoWriter,
 )
 
-@dataclass
-class VideoOptions:
-    saturation: float = 1.0
-    stabilize: bool = True
-    strength: float = 0.6
-    start: float = 0.0  # seconds into the input
-    duration: float | None = None  # seconds to colorize from ``start``; None = to the end
-    codec: str | None = None  # encoder name; None = the container's default video codec
-    crf: float | None = None  # constant-quality factor for encoders that have one (x264/x265/vpx/aom)
-    bitrate: str | None = None  # e.g. "4M"; for encoders without a CRF mode, or to cap size
-    preset: str | None = None  # encoder speed preset (x264/x265), e.g. "veryfast"
-    pix_fmt: str | None = None  # None = yuv420p where the encoder has it (plays everywhere)
-    batch_size: int = 4
-    progress: bool = True
-
-    def validate(self) -> None:
-        if self.saturation < 0:
-            raise VideoError(f"--saturation must be >= 0, got {self.saturation}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise VideoError(f"--strength must be in [0, 1], got {self.strength}")
-        if self.start < 0:
-            raise VideoError(f"--start must be >= 0, got {self.start}")
-        if self.duration is not None and self.duration <= 0:
-            raise VideoError(f"--duration must be > 0, got {self.duration}")
-        if self.batch_size < 1:
-            raise VideoError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.crf is not None and self.crf < 0:
-            raise VideoError(f"--crf must be >= 0, got {self.crf}")
-
-
-@dataclass
-class VideoResult:
-    output: str
-    frames: int
-    seconds: float  # wall time
-    size: tuple[int, int]  # (width, height) written
-    copied: list[str] = field(default_factory=list)  # streams copied without re-encoding
-    reencoded: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)  # streams the output cannot hold (warned)
-    scene_cuts: int = 0
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-
 def _l_from_frame(frame: Any) -> np.ndarray:
     # The decoder hands us the luma plane, and a greyscale frame's luma is its grey value, so L is one
-    # table lookup per pixel (runtime.fastcolor's 8-bit grey table) instead of an sRGB->Lab conversion.
+    # table lookup per pixel (runtime.image.fastcolor's 8-bit grey table) instead of an sRGB->Lab conversion.
     return fastcolor.grey8_to_l(frame.to_ndarray(format="gray"))
 
 

@@ -1,4 +1,4 @@
-"""Container and stream plumbing for runtime/video.py: everything that talks to FFmpeg about files.
+"""Container and stream plumbing for runtime/video/pipeline.py: everything that talks to FFmpeg about files.
 
 Opening and checking the input (not a video, no video stream, a still image), demuxing it in order
 with truncation detection, estimating its frame count, the output video encoder (codec, pixel
@@ -17,12 +17,11 @@ import os
 import uuid
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .video import VideoOptions
+from .options import VideoError, VideoOptions  # noqa: F401  (VideoError is raised here too)
 
 # Pixel formats whose chroma planes are subsampled, by (horizontal, vertical) factor: encoders
 # reject odd sizes in the subsampled directions (H.264 4:2:0 needs even width and height).
@@ -42,10 +41,6 @@ DEFAULT_ASS_HEADER = (
     b"Style: Default,Arial,16,&Hffffff,&Hffffff,&H0,&H0,0,0,0,0,100,100,0,0,1,1,0,2,10,10,10,0\n\n"
     b"[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n"
 )
-
-
-class VideoError(Exception):
-    """A problem with the user's input or output that deserves one clear line, not a traceback."""
 
 
 def _describe(stream: Any) -> str:

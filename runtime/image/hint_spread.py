@@ -1,0 +1,150 @@
+"""Spreading colour hints over the objects they sit on, along the photo's edges.
+
+The runtime's default way of following hints (runtime.image.colorizer.HINT_MODES): the network gives its automatic
+ab, and where a hint asks for a colour that ab does not have around it, the difference (the hint's residual:
+``hint_ab`` minus the ab in a small window around the hint, hinted pixels left out) is spread to the pixels around it
+along paths of similar lightness and added; the hinted pixels themselves get exactly the hint's colour. It is the
+optimisation of Levin, Lischinski and Weiss, "Colorization using Optimization" (SIGGRAPH 2004), applied to the
+residual instead of the colour, with a screening term so that a hint's reach fades with distance:
+
+    minimise  sum_hinted (r - r_hint)^2 * STRENGTH  +  sum_neighbours w_ij (r_i - r_j)^2  +  sum_all r^2 / reach^2
+    w_ij = exp(-(L_i - L_j)^2 / (2 sigma_L^2))
+
+so a residual flows freely inside a region of even lightness, hardly across an edge (a lightness step of 4 sigma_L
+passes 0.03 % of it), and fades over about ``reach`` pixels where there are no edges at all. It runs on the network
+grid (the render size, so it costs the same for any photo size), two channels at once, by Jacobi-preconditioned
+conjugate gradients, coarse to fine. No hints: nothing runs and the network's ab is returned as it is.
+
+The constants were chosen on training photos (tools/tune_hint_spread.py, docs/default-model/README.md): a longer
+reach scores higher on photos hinted all over from the truth, but carries a few dots' colour out of their object
+on smoothly textured surroundings; REACH is the largest that kept a hinted square's surroundings within a few
+delta ab of the automatic result.
+
+Numpy only; deterministic.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+SIGMA_L = 4.0  # lightness difference (L units) at which a neighbour link has weight exp(-1/2)
+REACH = 0.2  # a hint's reach in flat regions, as a fraction of the grid's longer side (see above)
+STRENGTH = 10.0  # how hard a hinted pixel holds its residual (against the smoothness and screening terms)
+MAX_ITERATIONS = 400
+TOLERANCE = 3e-4  # relative residual norm at which the solver stops
+WINDOW = 6  # the ab around a hint is averaged over (2 WINDOW + 1)^2 grid pixels, hinted pixels left out
+COARSEST = 48  # coarse-to-fine: grids whose shorter side is at least twice this start from the half-size solution
+
+
+def edge_weights(L: np.ndarray, sigma: float = SIGMA_L) -> tuple[np.ndarray, np.ndarray]:
+    """Weights of the links between vertical (h-1, w) and horizontal (h, w-1) neighbours of L (h, w)."""
+    L = L.astype(np.float32)
+    k = np.float32(-0.5 / (sigma * sigma))
+    wy = np.exp(k * (L[1:] - L[:-1]) ** 2)
+    wx = np.exp(k * (L[:, 1:] - L[:, :-1]) ** 2)
+    return wy, wx
+
+
+def _apply(x: np.ndarray, wy: np.ndarray, wx: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """(diag(base) + weighted graph Laplacian) @ x for x (c, h, w): the Laplacian as sum_j w_ij (x_i - x_j)."""
+    out = base * x
+    dy = wy * (x[:, 1:] - x[:, :-1])
+    out[:, 1:] += dy
+    out[:, :-1] -= dy
+    dx = wx * (x[:, :, 1:] - x[:, :, :-1])
+    out[:, :, 1:] += dx
+    out[:, :, :-1] -= dx
+    return out
+
+
+def _halve(L: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The problem on a grid of half the size (even crop): mean L, hinted-mean residual, any-hint mask."""
+    h, w = (L.shape[0] // 2) * 2, (L.shape[1] // 2) * 2
+    m = mask[:h, :w].astype(np.float32)
+    L2 = L[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+    count = m.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3))
+    total = (residual[:, :h, :w] * m).reshape(-1, h // 2, 2, w // 2, 2).sum(axis=(2, 4))
+    return L2, np.where(count > 0, total / np.maximum(count, 1), 0).astype(np.float32), count > 0
+
+
+def _double(x: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A half-size solution (c, h/2, w/2) repeated up to (c, h, w) (an odd last row/column copies its neighbour)."""
+    up = x.repeat(2, axis=1).repeat(2, axis=2)
+    return np.pad(up, ((0, 0), (0, h - up.shape[1]), (0, w - up.shape[2])), mode="edge")
+
+
+def spread_residual(L: np.ndarray, residual: np.ndarray, mask: np.ndarray, sigma: float = SIGMA_L,
+                    reach: float = REACH, strength: float = STRENGTH) -> np.ndarray:
+    """Solve for the spread residual r (c, h, w) given the hinted residual (c, h, w), where mask (h, w) > 0.
+    Coarse to fine: the half-size problem's solution is the starting point, so few iterations remain here."""
+    h, w = L.shape
+    x0 = None
+    if min(h, w) >= 2 * COARSEST:
+        x0 = _double(spread_residual(*_halve(L, residual, mask), sigma, reach, strength), h, w)
+    wy, wx = edge_weights(L, sigma)
+    degree = np.zeros((h, w), np.float32)
+    degree[1:] += wy
+    degree[:-1] += wy
+    degree[:, 1:] += wx
+    degree[:, :-1] += wx
+    screen = np.float32(1.0 / max(1.0, reach * max(h, w)) ** 2)
+    m = (mask > 0).astype(np.float32) * np.float32(strength)
+    base = screen + m
+    diag = degree + base  # the Jacobi preconditioner
+    b = (m * residual).astype(np.float32)
+    x = np.zeros_like(b) if x0 is None else x0.astype(np.float32)
+    r = b - _apply(x, wy, wx, base) if x0 is not None else b.copy()
+    z = r / diag
+    p = z.copy()
+    rz = (r * z).sum(axis=(1, 2))
+    b_norm = np.sqrt((b * b).sum(axis=(1, 2))) + 1e-12
+    for _ in range(MAX_ITERATIONS):
+        q = _apply(p, wy, wx, base)
+        alpha = rz / np.maximum((p * q).sum(axis=(1, 2)), 1e-30)
+        x += alpha[:, None, None] * p
+        r -= alpha[:, None, None] * q
+        if np.all(np.sqrt((r * r).sum(axis=(1, 2))) <= TOLERANCE * b_norm):
+            break
+        z = r / diag
+        rz_new = (r * z).sum(axis=(1, 2))
+        beta = rz_new / np.maximum(rz, 1e-30)
+        rz = rz_new
+        p = z + beta[:, None, None] * p
+    return x
+
+
+def box_mean(x: np.ndarray, radius: int) -> np.ndarray:
+    """Mean of x (..., h, w) over (2 radius + 1)^2 windows (clipped at the borders: a box sum over a box count)."""
+    def box_sum(a: np.ndarray) -> np.ndarray:
+        pad = [(0, 0)] * (a.ndim - 2) + [(radius + 1, radius), (radius + 1, radius)]
+        c = np.pad(a, pad).cumsum(-2).cumsum(-1)
+        k = 2 * radius + 1
+        return c[..., k:, k:] - c[..., :-k, k:] - c[..., k:, :-k] + c[..., :-k, :-k]
+    ones = np.ones(x.shape[-2:], np.float64)
+    return (box_sum(x.astype(np.float64)) / box_sum(ones)).astype(np.float32)
+
+
+def around_hints(ab: np.ndarray, mask: np.ndarray, radius: int = WINDOW) -> np.ndarray:
+    """The network's ab (2, h, w) averaged over a window around each pixel, hinted pixels left out (where a window
+    holds only hinted pixels, the network's own ab there)."""
+    free = (~mask).astype(np.float32)
+    weight = box_mean(free, radius)
+    mean = box_mean(ab * free, radius) / np.maximum(weight, 1e-6)
+    return np.where(weight > 1e-6, mean, ab).astype(np.float32)
+
+
+def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma: float = SIGMA_L,
+                 reach: float = REACH) -> np.ndarray:
+    """Network ab (N, 2, h, w) + its input L (N, 1, h, w) in [0, 100] + hints (N, 3, h, w) [a, b, mask] in Lab
+    units -> ab with each frame's hint residuals spread edge-aware. Frames without hints are returned unchanged
+    (the same array when no frame has any)."""
+    if hints is None or not np.any(hints[:, 2] > 0):
+        return ab
+    out = np.array(ab, dtype=np.float32, copy=True)
+    for i in range(ab.shape[0]):
+        mask = hints[i, 2] > 0
+        if not mask.any():
+            continue
+        residual = np.where(mask[None], hints[i, :2] - around_hints(ab[i], mask), 0.0).astype(np.float32)
+        out[i] += spread_residual(L[i, 0], residual, mask, sigma, reach)
+        out[i][:, mask] = hints[i, :2][:, mask]
+    return out
