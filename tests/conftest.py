@@ -58,14 +58,19 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
+def export_test_bundle(folder: Path, checkpoint: Path, stem: str) -> Path:
+    """Export ``checkpoint`` with the real exporter into ``folder``/``stem``.*; returns the bundle's JSON path."""
+    from trainer.export_onnx import export_bundle
+
+    out = folder / stem
+    export_bundle(checkpoint, out, weights_dtype="float32", render_size=128)
+    return out.with_suffix(".json")
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, tiny_checkpoint) -> Path:
     """Path of the bundle's JSON (stem 'tiny'); .onnx, _fp16.onnx and .safetensors lie beside it."""
-    from trainer.export_onnx import export_bundle
-
-    out = tmp_path_factory.mktemp("bundle") / "tiny"
-    export_bundle(tiny_checkpoint, out, weights_dtype="float32", render_size=128)
-    return out.with_suffix(".json")
+    return export_test_bundle(tmp_path_factory.mktemp("bundle"), tiny_checkpoint, "tiny")
 
 
 @pytest.fixture
@@ -115,8 +120,4 @@ def hint_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def hint_bundle(tmp_path_factory, hint_checkpoint) -> Path:
     """JSON path of an exported efficientnet-lite0 + hints bundle (random weights)."""
-    from trainer.export_onnx import export_bundle
-
-    out = tmp_path_factory.mktemp("hbundle") / "hints"
-    export_bundle(hint_checkpoint, out, weights_dtype="float32", render_size=128)
-    return out.with_suffix(".json")
+    return export_test_bundle(tmp_path_factory.mktemp("hbundle"), hint_checkpoint, "hints")

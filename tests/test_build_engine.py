@@ -292,13 +292,14 @@ def test_tool_build_writes_a_sidecar_recording_both_inputs(monkeypatch, hint_bun
     from runtime.backends.gpu import cuda
     from runtime.backends.gpu import engine_cache as ec
     from runtime.backends.gpu.engine_profile import model_inputs
+    from runtime.cache import ENV_CACHE
 
     calls: list = []
     monkeypatch.setattr(tb, "import_tensorrt", lambda: fake_tensorrt({"L": (-1, 1, -1, -1), "hints": (-1, 3, -1, -1)}, calls))
     gpu = SimpleNamespace(set_device=lambda d: None, device_name=lambda d: "NVIDIA H200", compute_capability=lambda d: (9, 0))
     monkeypatch.setattr(cuda, "load", lambda *a: gpu)
     monkeypatch.setattr(cuda, "probe", lambda *a: None)
-    monkeypatch.setenv(ec.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path / "cache"))
     plan = _plan(str(hint_bundle_files / "h_fp16.onnx"), "--no-timing-cache")
     path = _tool().build(plan, log=lambda m: None)
     meta = ec.read_sidecar(path)

@@ -8,7 +8,7 @@ from PIL import Image
 from runtime import Colorizer
 from runtime.image import color
 from runtime.backends.base import BackendUnavailable
-from runtime.image.colorizer import plan_geometry
+from runtime.image.geometry import plan_geometry
 from runtime.model.bundle import ModelError
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime import cache
 from runtime.backends.gpu import engine_cache as ec
 from runtime.backends.gpu.engine_profile import Profile
 
@@ -71,12 +72,12 @@ def test_engine_for_a_hintless_model_is_never_used_for_a_hint_model(tmp_path):
 
 
 def test_cache_dir_env_and_xdg(monkeypatch, tmp_path):
-    monkeypatch.setenv(ec.ENV_CACHE, str(tmp_path / "c"))
+    monkeypatch.setenv(cache.ENV_CACHE, str(tmp_path / "c"))
     assert ec.engines_dir() == tmp_path / "c" / "engines"
-    monkeypatch.delenv(ec.ENV_CACHE)
+    monkeypatch.delenv(cache.ENV_CACHE)
     if sys.platform.startswith("linux"):
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-        assert ec.cache_dir() == tmp_path / "xdg" / "colorize-gan"
+        assert cache.cache_dir() == tmp_path / "xdg" / "colorize-gan"
 
 
 def test_build_once_then_load(tmp_path):

@@ -110,7 +110,7 @@ def make_plan(args: argparse.Namespace) -> BuildPlan:
 
 
 def default_timing_cache(gpu_capability: str, trt_version: str) -> Path:
-    from runtime.backends.gpu.engine_cache import cache_dir
+    from runtime.cache import cache_dir
 
     tag = re.sub(r"[^0-9A-Za-z.]+", "_", f"sm{gpu_capability}-trt{trt_version}")
     return cache_dir() / "timing" / f"{tag}.cache"

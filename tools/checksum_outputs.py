@@ -110,30 +110,35 @@ def api_outputs(inputs: list[Path], backend: str, model: str | None) -> list[tup
     return rows
 
 
-def video_outputs(work: Path, backend: str, model: str | None) -> list[tuple[str, str]]:
+def make_clip(work: Path) -> tuple[Path, str]:
+    """A 12-frame generated clip and the hash of its decoded frames. Lossless FFV1 in and out (below): x264's output
+    differs from run to run under load (its threads), which would hide what this script is for."""
     import av
 
-    # Lossless FFV1 in and out: x264's output differs from run to run under load (its threads), which would hide
-    # what this script is for.
     clip = work / "clip.mkv"
-    if not clip.exists():
-        with av.open(str(clip), "w") as out:
-            s = out.add_stream("ffv1", rate=Fraction(12))
-            s.width, s.height, s.pix_fmt = 160, 96, "yuv420p"
-            yy, xx = np.mgrid[0:96, 0:160]
-            for i in range(12):
-                g = ((np.sin((xx + 3 * i) / 9.0) + np.cos(yy / 7.0) + 2) * 60).astype(np.uint8)
-                for pkt in s.encode(av.VideoFrame.from_ndarray(np.dstack([g, g, g]), format="rgb24")):
-                    out.mux(pkt)
-            for pkt in s.encode():
+    with av.open(str(clip), "w") as out:
+        s = out.add_stream("ffv1", rate=Fraction(12))
+        s.width, s.height, s.pix_fmt = 160, 96, "yuv420p"
+        yy, xx = np.mgrid[0:96, 0:160]
+        for i in range(12):
+            g = ((np.sin((xx + 3 * i) / 9.0) + np.cos(yy / 7.0) + 2) * 60).astype(np.uint8)
+            for pkt in s.encode(av.VideoFrame.from_ndarray(np.dstack([g, g, g]), format="rgb24")):
                 out.mux(pkt)
+        for pkt in s.encode():
+            out.mux(pkt)
+    with av.open(str(clip)) as c:
+        digest = hashlib.sha256(b"".join(f.to_ndarray(format="gray").tobytes() for f in c.decode(video=0))).hexdigest()
+    return clip, digest
+
+
+def video_outputs(clip: Path, work: Path, backend: str, model: str | None) -> list[tuple[str, str]]:
+    import av
+
     out = work / f"video-{backend}.mkv"
     extra = ["--model", model] if model else []
     run_cli(["video", str(clip), "-o", str(out), "--backend", backend, "--no-progress", "--codec", "ffv1",
              "--pix-fmt", "yuv444p", *extra])
     rows = []
-    with av.open(str(clip)) as c:
-        rows.append(("video/input", hashlib.sha256(b"".join(f.to_ndarray(format="gray").tobytes() for f in c.decode(video=0))).hexdigest()))
     with av.open(str(out)) as c:  # decoded frames: the encoder's bytes may carry a version string
         for i, frame in enumerate(c.decode(video=0)):
             rows.append((f"video/{backend}/frame{i:02d}", sha_array(frame.to_ndarray(format="rgb24"))))
@@ -150,13 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         inputs = make_inputs(work / "in")
-        for name in [p.name for p in inputs]:
-            rows.append((f"input/{name}", sha(work / "in" / name) if (work / "in" / name).exists() else sha(SAMPLE)))
+        rows += [(f"input/{p.name}", sha(p)) for p in inputs]
+        clip = None
+        if importlib.util.find_spec("av"):
+            clip, digest = make_clip(work)
+            rows.append(("input/clip.mkv (decoded)", digest))
         for b in backends:
             rows += cli_outputs(inputs, work, b, args.model)
             rows += api_outputs(inputs, b, args.model)
-            if importlib.util.find_spec("av"):
-                rows += video_outputs(work, b, args.model)
+            if clip is not None:
+                rows += video_outputs(clip, work, b, args.model)
     for name, digest in rows:
         print(f"{digest}  {name}")
     return 0

@@ -62,14 +62,11 @@ def main(argv: list[str] | None = None) -> int:
             hints = hint_image(truth, k, args.seed + 100_000 + i, 5)
             net_L, geom = prepare_l(L_full, c.spec.size_multiple, c.render_size)
             net_hints = c.hint_input(hints, geom)
-            mask = net_hints[0, 2] > 0
             for base, ab in (("hinted network", c.predict_ab(net_L, net_hints)), ("automatic", c.predict_ab(net_L))):
                 s = score_image(c.finish(L_full, ab[0], geom), truth)
                 scores["network alone" if base == "hinted network" else "automatic (no hints)"].append((s["psnr"], s["ciede2000"]))
-                residual = np.where(mask[None], net_hints[0, :2] - hint_spread.around_hints(ab[0], mask), 0).astype(np.float32)
                 for sg, rc in grid:
-                    spread = ab[0] + hint_spread.spread_residual(net_L[0, 0], residual, mask, sigma=sg, reach=rc)
-                    spread[:, mask] = net_hints[0, :2][:, mask]
+                    spread = hint_spread.spread_hints(ab, net_L, net_hints, sigma=sg, reach=rc)[0]
                     s = score_image(c.finish(L_full, spread, geom), truth)
                     scores[f"{base} + spread, sigma {sg:g}, reach {rc:g}"].append((s["psnr"], s["ciede2000"]))
         print(f"\r{i + 1}/{len(paths)}", end="", file=sys.stderr)

@@ -131,15 +131,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--val-count takes one count or one per --data folder ({len(args.data)})")
     if args.hints and args.encoder == "unet":
         p.error("--hints needs --encoder efficientnet-lite0")
-    if getattr(args, "hint_levels", False) and not args.hints:
+    if args.hint_levels and not args.hints:
         p.error("--hint-levels needs --hints")
     return args
 
 
 def spec_from_args(args: argparse.Namespace) -> ModelSpec:
-    return ModelSpec(encoder=getattr(args, "encoder", "unet"), hints=getattr(args, "hints", False),
-                     hint_levels=getattr(args, "hint_levels", False), depth=args.depth, ngf=args.ngf, max_mult=args.max_mult, fusion=args.fusion, fusion_dim=args.fusion_dim,
-                     fusion_level=args.fusion_level, norm=args.norm, upsample=args.upsample, dropout=args.dropout)
+    return ModelSpec(encoder=args.encoder, hints=args.hints, hint_levels=args.hint_levels, depth=args.depth, ngf=args.ngf,
+                     max_mult=args.max_mult, fusion=args.fusion, fusion_dim=args.fusion_dim, fusion_level=args.fusion_level,
+                     norm=args.norm, upsample=args.upsample, dropout=args.dropout)
 
 
 def lr_factor(epoch: int, total: int, decay: int) -> float:

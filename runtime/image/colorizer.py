@@ -21,7 +21,7 @@ from ..backends.base import Backend, BackendUnavailable, ModelFiles
 from ..backends.registry import backend_class, candidates
 from .color import grey_to_l, rgb_to_l
 from .hint_spread import spread_hints
-from .geometry import Geometry, network_input, plan_geometry, prepare_l, prepare_src8  # noqa: F401  (plan_geometry re-exported)
+from .geometry import Geometry, network_input, prepare_l, prepare_src8
 from ..model.bundle import resolve
 from ..model.spec import ModelSpec
 
@@ -36,7 +36,7 @@ DEFAULT_RENDER_SIZE = 256
 # Who follows colour hints. "spread": the automatic answer plus the hints spread along the photo's edges (local: a
 # dot's colour stops at clear edges and fades over a fifth of the picture); "network": the model's own hint input.
 # The default model's hint input follows hints weakly and not locally (docs/default-model: +0.24 dB at 10 points, and
-# five dots on a small grey square turn the sky above it orange), so "spread" is the default (+1.48 dB at 10 points).
+# five dots on a small grey square turn the sky above it orange), so "spread" is the default (+1.52 dB at 10 points).
 HINT_MODES = ("spread", "network")
 
 
@@ -82,15 +82,17 @@ class Colorizer:
             raise ValueError(f"render size must be >= {self.spec.size_multiple} (the model's size multiple), got {size}")
         return int(size)
 
+    def _render_size(self, render_size: int | None) -> int:
+        """A call's render size: its own (checked) or the Colorizer's."""
+        return self._check_render_size(render_size) if render_size else self.render_size
+
     # -- step functions -------------------------------------------------------------------------
     def prepare(self, L_full: np.ndarray, render_size: int | None = None) -> tuple[np.ndarray, Geometry]:
-        size = self._check_render_size(render_size) if render_size else self.render_size
-        return prepare_l(L_full, self.spec.size_multiple, size)
+        return prepare_l(L_full, self.spec.size_multiple, self._render_size(render_size))
 
     def prepare_src8(self, src8: np.ndarray, render_size: int | None = None) -> tuple[np.ndarray, Geometry]:
         """As :meth:`prepare` from 8-bit grey/RGB pixels (runtime.image.geometry.prepare_src8)."""
-        size = self._check_render_size(render_size) if render_size else self.render_size
-        return prepare_src8(src8, self.spec.size_multiple, size)
+        return prepare_src8(src8, self.spec.size_multiple, self._render_size(render_size))
 
     @property
     def takes_hints(self) -> bool:
@@ -167,10 +169,9 @@ class Colorizer:
         L at full resolution) to uint8 or uint16 RGB. The command line wraps it in decoding and encoding
         (runtime.cli.main.colorize_file), and :meth:`colorize` calls it too; video and GIMP frames use the same
         steps one by one (:meth:`prepare`, :meth:`predict_ab`, :meth:`finish`) to stabilise ab between frames."""
-        size = self._check_render_size(render_size) if render_size else self.render_size
         t0 = time.perf_counter()
         # 1. The network's input at the render size (resized, reflect-padded to the size multiple) and its geometry.
-        net_L, geom = network_input(planes, self.spec.size_multiple, size, bits)
+        net_L, geom = network_input(planes, self.spec.size_multiple, self._render_size(render_size), bits)
         # 2. The user's colour hints, if any, on the same grid.
         net_hints = self.hint_input(hints, geom)
         t1 = time.perf_counter()

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cache import cache_dir  # the project's one per-user cache folder ($COLORIZE_GAN_CACHE honoured)
 from .color import _f as lab_f
 from .color import grey_to_l, lab_to_rgb, linear_to_l, linear_to_srgb, srgb_to_linear
 
@@ -57,12 +58,6 @@ _LIN8 = srgb_to_linear(np.arange(256, dtype=np.float32) / np.float32(255))
 _FY_GREY = ((GREY8_L + np.float32(16)) / np.float32(116)).astype(np.float32)
 _FY_OF_Y = lab_f(np.arange(65536, dtype=np.float32) / np.float32(65535))
 _GAMMA_U8 = np.round(linear_to_srgb(np.arange(65536, dtype=np.float32) / np.float32(65535)) * 255).astype(np.uint8)
-
-
-def _cache_dir() -> Path:
-    from ..cache import cache_dir  # the project's one per-user cache folder ($COLORIZE_GAN_CACHE honoured)
-
-    return cache_dir() / "kernels"
 
 
 def _build(target: Path) -> None:
@@ -96,7 +91,7 @@ def _load() -> Any:
             import cffi
 
             key = hashlib.sha256(_SOURCE.read_bytes() + " ".join(_CFLAGS).encode() + platform.machine().encode()).hexdigest()[:16]
-            path = _cache_dir() / f"fastcolor-{key}.so"
+            path = cache_dir() / "kernels" / f"fastcolor-{key}.so"
             if not path.is_file():
                 try:
                     _build(path)

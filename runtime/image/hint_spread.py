@@ -92,7 +92,7 @@ def spread_residual(L: np.ndarray, residual: np.ndarray, mask: np.ndarray, sigma
     diag = degree + base  # the Jacobi preconditioner
     b = (m * residual).astype(np.float32)
     x = np.zeros_like(b) if x0 is None else x0.astype(np.float32)
-    r = b - _apply(x, wy, wx, base) if x0 is not None else b.copy()
+    r = b - _apply(x, wy, wx, base)
     z = r / diag
     p = z.copy()
     rz = (r * z).sum(axis=(1, 2))

@@ -52,8 +52,9 @@ def pool_hints(hints: torch.Tensor, stride: int) -> torch.Tensor:
     and 1 where the cell holds any hint (0 elsewhere). Plain arithmetic (no comparisons): exports as is."""
     mask = hints[:, 2:3]
     den = F.avg_pool2d(mask, stride)
-    present = den / den.clamp_min(1e-6)  # 1 where den > 0 (den >= 1/stride^2 for a one-pixel dot), else 0
-    ab = F.avg_pool2d(hints[:, :2] * mask, stride) / den.clamp_min(1e-6)
+    safe = den.clamp_min(1e-6)
+    present = den / safe  # 1 where den > 0 (den >= 1/stride^2 for a one-pixel dot), else 0
+    ab = F.avg_pool2d(hints[:, :2] * mask, stride) / safe
     return torch.cat([ab, present], 1)
 
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from ...cache import ENV_CACHE, cache_dir  # noqa: F401  (re-exported: the engines live in this folder)
+from ...cache import cache_dir
 from .engine_profile import Inputs, Profile
 
 SIDECAR_VERSION = 2  # 2: the key records the model's inputs (colour-hint models have two)
