@@ -6,7 +6,8 @@ import numpy as np
 from runtime.image import hint_spread as hs
 
 
-def dense_solution(L, residual, mask, sigma=hs.SIGMA_L, reach=hs.REACH, strength=hs.STRENGTH):
+def dense_solution(L, residual, mask, sigma=hs.SIGMA_L, reach=hs.REACH, strength=hs.STRENGTH, inside=None,
+                   reach_between=hs.REACH_BETWEEN):
     """The same system solved directly (small grids only)."""
     h, w = L.shape
     n = h * w
@@ -20,7 +21,10 @@ def dense_solution(L, residual, mask, sigma=hs.SIGMA_L, reach=hs.REACH, strength
             A[a, b] -= c
             A[b, a] -= c
     m = (mask > 0).astype(float).ravel() * strength
-    A[np.diag_indices(n)] += m + 1.0 / max(1.0, reach * max(h, w)) ** 2
+    screen = np.full(n, 1.0 / max(1.0, reach * max(h, w)) ** 2)
+    if inside is not None:
+        screen[inside.ravel()] = 1.0 / max(1.0, reach_between * max(h, w)) ** 2
+    A[np.diag_indices(n)] += m + screen
     return np.stack([np.linalg.solve(A, m * residual[c].ravel()).reshape(h, w) for c in range(residual.shape[0])])
 
 
@@ -40,6 +44,11 @@ def test_solver_matches_a_direct_solve():
     res[:, 8, 10] = (-20, 25)
     got = hs.spread_residual(L, res, mask)
     want = dense_solution(L, res, mask)
+    assert np.abs(got - want).max() < 0.05 * np.abs(res).max()
+    inside = np.zeros(mask.shape, bool)
+    inside[2:10, 1:12] = True
+    got = hs.spread_residual(L, res, mask, reach=0.05, inside=inside, reach_between=2.0)
+    want = dense_solution(L, res, mask, reach=0.05, inside=inside, reach_between=2.0)
     assert np.abs(got - want).max() < 0.05 * np.abs(res).max()
 
 
@@ -92,3 +101,54 @@ def test_reference_around_a_hint_leaves_hinted_pixels_out():
     x = np.random.default_rng(2).random((2, 7, 8)).astype(np.float32)
     brute = np.stack([[[x[c, max(0, i - 1):i + 2, max(0, j - 1):j + 2].mean() for j in range(8)] for i in range(7)] for c in range(2)])
     assert np.allclose(hs.box_mean(x, 1), brute, atol=1e-6)
+
+
+def test_between_hints_is_the_convex_hull_of_the_hinted_pixels():
+    mask = np.zeros((30, 40), bool)
+    corners = np.array([(3, 4), (25, 8), (12, 35)])  # (y, x)
+    mask[tuple(corners.T)] = True
+    mask[12, 15] = True  # a point inside changes nothing
+    got = hs.between_hints(mask)
+    (y0, x0), (y1, x1), (y2, x2) = corners
+    yy, xx = np.mgrid[0:30, 0:40]
+    det = (y1 - y2) * (x0 - x2) + (x2 - x1) * (y0 - y2)
+    l0 = ((y1 - y2) * (xx - x2) + (x2 - x1) * (yy - y2)) / det
+    l1 = ((y2 - y0) * (xx - x2) + (x0 - x2) * (yy - y2)) / det
+    want = (l0 >= -1e-9) & (l1 >= -1e-9) & (1 - l0 - l1 >= -1e-9)  # barycentric point-in-triangle
+    assert np.array_equal(got, want) and got.sum() > 100
+    line = np.zeros((30, 40), bool)
+    line[[2, 10, 18], [3, 11, 19]] = True  # on one line: no inside
+    assert not hs.between_hints(line).any()
+    assert not hs.between_hints(np.zeros((30, 40), bool)).any()
+
+
+def test_between_hints_colours_join_up_and_beyond_them_they_fade():
+    """Three far-apart dots asking for the same colour on a flat picture: the middle between them takes clearly
+    more of it than with the outside's fading everywhere; far outside them it fades to nearly nothing either way."""
+    h, w = 160, 200
+    L = np.full((1, 1, h, w), 50.0, np.float32)
+    ab = np.zeros((1, 2, h, w), np.float32)
+    hints = np.zeros((1, 3, h, w), np.float32)
+    for y, x in ((20, 30), (20, 110), (100, 70)):
+        hints[0, :, y - 1:y + 2, x - 1:x + 2] = np.array([30.0, 0.0, 1.0])[:, None, None]
+    joined = hs.spread_hints(ab, L, hints)[0, 0]
+    fading = hs.spread_hints(ab, L, hints, reach_between=None)[0, 0]
+    middle, outside = joined[47, 70], joined[150, 190]
+    assert middle > 1.3 * fading[47, 70], (middle, fading[47, 70])
+    assert outside < 0.1 * 30 and abs(outside - fading[150, 190]) < 0.5, (outside, fading[150, 190])
+
+
+def test_a_dot_colours_its_surroundings_fully_then_fades():
+    h, w = 120, 160
+    L = np.full((1, 1, h, w), 50.0, np.float32)
+    ab = np.zeros((1, 2, h, w), np.float32)
+    hints = np.zeros((1, 3, h, w), np.float32)
+    hints[0, :, 59:62, 79:82] = np.array([0.0, -40.0, 1.0])[:, None, None]
+    plateau = hs.spread_hints(ab, L, hints)[0, 1]
+    plain = hs.spread_hints(ab, L, hints, floor=None)[0, 1]
+    assert plateau[60, 84] < -0.9 * 40 and plain[60, 84] > -0.7 * 40, (plateau[60, 84], plain[60, 84])  # 3 px away
+    assert (np.abs(plateau) <= 40 + 1e-3).all()  # never beyond the hint's own colour
+    assert abs(plateau[5, 5]) < 0.1 * 40  # far away it has faded
+    weight = hs.spread_residual(L[0, 0], (hints[0, 2:] > 0).astype(np.float32), hints[0, 2] > 0)[0]
+    far = weight < hs.FLOOR
+    assert np.allclose(plateau[far], plain[far] / hs.FLOOR, atol=1e-3)  # beyond the plateau: the plain fade, rescaled

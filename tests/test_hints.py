@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,9 @@ from runtime.image.color import rgb_to_lab, rgb_to_l
 from runtime.image.colorizer import Colorizer
 from runtime.image.geometry import plan_geometry
 from runtime.image.hints import HintError, HintPoint, hint_input, hint_pixels, load_hint_image, parse_color
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import tune_hint_spread  # noqa: E402  (the hinted-square scene)
 
 
 def test_point_becomes_mean_ab_and_mask_at_its_place():
@@ -176,25 +180,13 @@ def test_cli_hints_file_sidecars_and_bad_hint_files(hint_bundle, tmp_path):
     assert r.returncode == 2 and "exactly one input file" in r.stderr and not (tmp_path / "o2").exists()
 
 
-def _flat_square_photo() -> tuple[np.ndarray, tuple[slice, slice]]:
-    """A textured grey photo with a flat mid-grey square: the region a restorer would mark with a colour."""
-    rng = np.random.default_rng(5)
-    h, w = 256, 320
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = 110 + 50 * np.sin(xx / 9.0) * np.cos(yy / 13.0) + rng.normal(0, 6, (h, w))
-    sq = (slice(80, 176), slice(110, 206))
-    img[sq] = 128
-    return np.clip(img, 0, 255).astype(np.uint8), sq
-
-
 def test_default_model_follows_a_hint_on_a_flat_region():
     """With the embedded default: three red dots on a flat grey square turn the square red; far from it
     the result stays close to the automatic one."""
     c = Colorizer.load(backend="onnxruntime")
     assert c.takes_hints, "the embedded default model must take colour hints"
-    img, (sy, sx) = _flat_square_photo()
-    red = "#d02020"
-    dots = [(sx.start + 30, sy.start + 30, red, 3), (sx.start + 66, sy.start + 48, red, 3), (sx.start + 40, sy.start + 70, red, 3)]
+    img, (sy, sx) = tune_hint_spread.flat_square_photo()  # the scene the spreading's constants were chosen against
+    dots = tune_hint_spread.square_dots((sy, sx))
     auto = c.colorize_array(img)
     got = c.colorize_array(img, hints=dots)
     lab_auto, lab_got = rgb_to_lab(auto), rgb_to_lab(got)

@@ -12,13 +12,23 @@ residual instead of the colour, with a screening term so that a hint's reach fad
 
 so a residual flows freely inside a region of even lightness, hardly across an edge (a lightness step of 4 sigma_L
 passes 0.03 % of it), and fades over about ``reach`` pixels where there are no edges at all. It runs on the network
-grid (the render size, so it costs the same for any photo size), two channels at once, by Jacobi-preconditioned
-conjugate gradients, coarse to fine. No hints: nothing runs and the network's ab is returned as it is.
+grid (the render size, so it costs the same for any photo size), by Jacobi-preconditioned conjugate gradients,
+coarse to fine. No hints: nothing runs and the network's ab is returned as it is.
+
+Two refinements over that plain form, each measured on training photos:
+- **Between hints colours join up.** Inside the convex hull of all hinted pixels the screening is that of
+  ``REACH_BETWEEN`` (the whole picture) instead of ``REACH``: between a restorer's dots, and between points hinted all
+  over a photo, the residual is interpolated instead of fading; beyond the outermost dots it fades as before.
+- **A dot colours its surroundings fully, then fades.** A small dot on a 2-D grid loses most of its pull within a
+  few pixels (the spread of a point falls off like a logarithm), so the plain solution r paints a pale halo. The same
+  system is also solved for the hint weight d (1 at every hinted pixel, 0 residual elsewhere: how much hint reaches a
+  pixel), and the residual added is r / max(d, FLOOR): where enough hint reaches (d >= FLOOR) it is the hints' own
+  weighted mean, in full; farther out it fades like d. The solver carries the three channels (a, b, d) at once.
 
 The constants were chosen on training photos (tools/tune_hint_spread.py, docs/default-model/README.md): a longer
-reach scores higher on photos hinted all over from the truth, but carries a few dots' colour out of their object
-on smoothly textured surroundings; REACH is the largest that kept a hinted square's surroundings within a few
-delta ab of the automatic result.
+reach, a lower floor score higher on photos hinted all over from the truth, but carry a few dots' colour out of
+their object on smoothly textured surroundings; they were chosen to keep a hinted square's far surroundings within
+a few delta ab of the automatic result (tests/test_hints.py allows 6).
 
 Numpy only; deterministic.
 """
@@ -28,6 +38,8 @@ import numpy as np
 
 SIGMA_L = 4.0  # lightness difference (L units) at which a neighbour link has weight exp(-1/2)
 REACH = 0.2  # a hint's reach in flat regions, as a fraction of the grid's longer side (see above)
+REACH_BETWEEN = 1.0  # the same inside the convex hull of all hints: between hints colours join up instead of fading
+FLOOR = 0.7  # a hint's colour holds fully where its spread weight is at least this, and fades beyond (see spread_hints)
 STRENGTH = 10.0  # how hard a hinted pixel holds its residual (against the smoothness and screening terms)
 MAX_ITERATIONS = 400
 TOLERANCE = 3e-4  # relative residual norm at which the solver stops
@@ -72,14 +84,43 @@ def _double(x: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.pad(up, ((0, 0), (0, h - up.shape[1]), (0, w - up.shape[2])), mode="edge")
 
 
+def between_hints(mask: np.ndarray) -> np.ndarray:
+    """The pixels (h, w) inside the convex hull of the hinted pixels of mask (none when they lie on one line)."""
+    ys, xs = np.nonzero(mask)
+    points = sorted(set(zip(xs.tolist(), ys.tolist())))
+
+    def chain(pts: list[tuple[int, int]]) -> list[tuple[int, int]]:  # one half of Andrew's monotone chain
+        out: list[tuple[int, int]] = []
+        for p in pts:
+            while len(out) >= 2 and ((out[-1][0] - out[-2][0]) * (p[1] - out[-2][1])
+                                     - (out[-1][1] - out[-2][1]) * (p[0] - out[-2][0])) <= 0:
+                out.pop()
+            out.append(p)
+        return out[:-1]
+    hull = chain(points) + chain(points[::-1]) if len(points) >= 3 else []
+    inside = np.zeros(mask.shape, bool)
+    if len(hull) >= 3:
+        yy, xx = np.mgrid[0:mask.shape[0], 0:mask.shape[1]]
+        inside[:] = True
+        for (x0, y0), (x1, y1) in zip(hull, hull[1:] + hull[:1]):
+            inside &= (x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0) >= 0
+    return inside
+
+
 def spread_residual(L: np.ndarray, residual: np.ndarray, mask: np.ndarray, sigma: float = SIGMA_L,
-                    reach: float = REACH, strength: float = STRENGTH) -> np.ndarray:
-    """Solve for the spread residual r (c, h, w) given the hinted residual (c, h, w), where mask (h, w) > 0.
+                    reach: float = REACH, strength: float = STRENGTH, inside: np.ndarray | None = None,
+                    reach_between: float = REACH_BETWEEN) -> np.ndarray:
+    """Solve for the spread residual r (c, h, w) given the hinted residual (c, h, w), where mask (h, w) > 0;
+    where ``inside`` (h, w) is True the screening is that of ``reach_between`` instead of ``reach``.
     Coarse to fine: the half-size problem's solution is the starting point, so few iterations remain here."""
     h, w = L.shape
     x0 = None
     if min(h, w) >= 2 * COARSEST:
-        x0 = _double(spread_residual(*_halve(L, residual, mask), sigma, reach, strength), h, w)
+        half = None
+        if inside is not None:
+            hh, hw = h // 2 * 2, w // 2 * 2
+            half = inside[:hh, :hw].reshape(hh // 2, 2, hw // 2, 2).any(axis=(1, 3))
+        x0 = _double(spread_residual(*_halve(L, residual, mask), sigma, reach, strength, half, reach_between), h, w)
     wy, wx = edge_weights(L, sigma)
     degree = np.zeros((h, w), np.float32)
     degree[1:] += wy
@@ -87,6 +128,8 @@ def spread_residual(L: np.ndarray, residual: np.ndarray, mask: np.ndarray, sigma
     degree[:, 1:] += wx
     degree[:, :-1] += wx
     screen = np.float32(1.0 / max(1.0, reach * max(h, w)) ** 2)
+    if inside is not None:
+        screen = np.where(inside, np.float32(1.0 / max(1.0, reach_between * max(h, w)) ** 2), screen).astype(np.float32)
     m = (mask > 0).astype(np.float32) * np.float32(strength)
     base = screen + m
     diag = degree + base  # the Jacobi preconditioner
@@ -133,10 +176,12 @@ def around_hints(ab: np.ndarray, mask: np.ndarray, radius: int = WINDOW) -> np.n
 
 
 def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma: float = SIGMA_L,
-                 reach: float = REACH) -> np.ndarray:
+                 reach: float = REACH, reach_between: float | None = REACH_BETWEEN,
+                 floor: float | None = FLOOR) -> np.ndarray:
     """Network ab (N, 2, h, w) + its input L (N, 1, h, w) in [0, 100] + hints (N, 3, h, w) [a, b, mask] in Lab
     units -> ab with each frame's hint residuals spread edge-aware. Frames without hints are returned unchanged
-    (the same array when no frame has any)."""
+    (the same array when no frame has any). ``reach_between=None`` turns off the joining up between hints,
+    ``floor=None`` the full-colour plateau around them (the module docstring says what they are)."""
     if hints is None or not np.any(hints[:, 2] > 0):
         return ab
     out = np.array(ab, dtype=np.float32, copy=True)
@@ -145,6 +190,12 @@ def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma:
         if not mask.any():
             continue
         residual = np.where(mask[None], hints[i, :2] - around_hints(ab[i], mask), 0.0).astype(np.float32)
-        out[i] += spread_residual(L[i, 0], residual, mask, sigma, reach)
+        inside = None if reach_between is None else between_hints(mask)
+        if floor is None:
+            out[i] += spread_residual(L[i, 0], residual, mask, sigma, reach, STRENGTH, inside, reach_between or reach)
+        else:  # with the hint weight d as a third channel: r / max(d, floor)
+            rd = np.concatenate([residual, mask[None].astype(np.float32)])
+            rd = spread_residual(L[i, 0], rd, mask, sigma, reach, STRENGTH, inside, reach_between or reach)
+            out[i] += rd[:2] / np.maximum(rd[2:], np.float32(floor))
         out[i][:, mask] = hints[i, :2][:, mask]
     return out
