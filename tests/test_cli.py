@@ -73,6 +73,23 @@ def test_glob_single_file_and_format(capsys, tree, tmp_path, tiny_bundle):
     assert np.abs(rgb[..., 0] - rgb[..., 2]).max() <= 1  # saturation 0 reaches the output
 
 
+def test_no_mirror_is_the_api_with_one_network_pass(capsys, tree, tmp_path, tiny_bundle):
+    from runtime import Colorizer
+
+    outs = {}
+    for flag in ((), ("--no-mirror",)):
+        out = tmp_path / f"m{len(flag)}.png"
+        code, _, err = run(capsys, tree / "a.jpg", "-o", out, "--model", tiny_bundle, "--backend", "onnxruntime", *flag)
+        assert code == 0, err
+        outs[bool(flag)] = np.asarray(Image.open(out).convert("RGB"), dtype=int)
+    grey = np.asarray(Image.open(tree / "a.jpg"))
+    for mirror in (True, False):
+        with Colorizer.load(str(tiny_bundle), backend="onnxruntime", mirror=mirror) as c:
+            want = np.round(c.colorize_array(grey) * 255).astype(int)
+        assert np.abs(outs[not mirror] - want).max() <= 1
+    assert np.abs(outs[True] - outs[False]).max() > 3
+
+
 def test_never_writes_onto_an_input(capsys, tree, tiny_bundle):
     data = (tree / "a.jpg").read_bytes()
     code, _, err = run(capsys, tree / "a.jpg", "-o", tree, "--model", tiny_bundle)

@@ -133,3 +133,25 @@ def test_checkpoint_dir_loads_on_torch(tiny_checkpoint, grey_image):
     with Colorizer.load(str(tiny_checkpoint)) as c:  # no ONNX there: auto falls through to torch-cpu
         assert c.backend_name == "torch-cpu"
         assert c.colorize_array(grey_image).shape == grey_image.shape + (3,)
+
+
+def test_mirror_averaging_is_the_mean_of_the_picture_and_its_mirror_image(tiny_bundle, grey_image):
+    """The default network answer is the mean of the backend's answers for the picture and its mirror image,
+    mirrored back; mirror=False is one pass; and either way the whole-image path equals the steps."""
+    with Colorizer.load(str(tiny_bundle), backend="onnxruntime") as c:
+        assert c.mirror
+        L = color.grey_to_l(grey_image / np.float32(255))
+        net_L, geom = c.prepare(L)
+        calls = []
+        run = c.backend.run
+        c.backend.run = lambda x, h=None: (calls.append(x.copy()), run(x, h))[1]
+        got = c.predict_ab(net_L)
+        assert len(calls) == 1 and np.array_equal(calls[0], np.concatenate([net_L, net_L[..., ::-1]]))  # one batch of 2
+        once, mirrored = run(net_L), run(np.ascontiguousarray(net_L[..., ::-1]))[..., ::-1]
+        assert not np.allclose(once, mirrored, atol=1e-3)  # the random-weight model is not mirror-symmetric
+        assert np.allclose(got, (once + mirrored) / 2, atol=1e-6)
+        c.mirror = False
+        calls.clear()
+        assert np.array_equal(c.predict_ab(net_L), once) and len(calls) == 1
+        c.backend.run = run
+        assert np.abs(c.colorize_array(grey_image) - c.finish(L, once[0], geom)).max() < 1e-5

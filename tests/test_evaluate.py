@@ -27,8 +27,9 @@ class StandInColorizer:
 
     instances: list["StandInColorizer"] = []
 
-    def __init__(self, model, backend, render_size):
+    def __init__(self, model, backend, render_size, mirror=True):
         self.load_args = (model, backend, render_size)
+        self.mirror = mirror
         self.spec = ModelSpec(depth=3, ngf=4, fusion=False)
         self.backend_name = "stand-in"
         self.render_size = render_size or 64
@@ -36,8 +37,8 @@ class StandInColorizer:
         StandInColorizer.instances.append(self)
 
     @classmethod
-    def load(cls, model=None, backend="auto", render_size=None, threads=None):
-        return cls(model, backend, render_size)
+    def load(cls, model=None, backend="auto", render_size=None, threads=None, hint_mode="spread", mirror=True):
+        return cls(model, backend, render_size, mirror)
 
     def colorize_array(self, img, saturation=1.0):
         return predict(np.asarray(img), saturation)
@@ -94,8 +95,9 @@ def test_evaluate_end_to_end_with_stand_in(photo_dir, tmp_path, stand_in, capsys
     assert evaluate.main(argv) == 0
 
     (inst,) = stand_in.instances
-    assert inst.load_args == ("m.json", "cpu", 96) and inst.closed
+    assert inst.load_args == ("m.json", "cpu", 96) and inst.closed and inst.mirror
     result = _strict_json(out / "metrics.json")
+    assert result["settings"]["mirror"] is True
     assert result["counts"] == {"scored": 3, "skipped_greyscale": 2, "unreadable": 0}
     assert [r["path"] for r in result["images"]] == ["a.png", "b.PNG", "sub/c.jpg"]
     assert result["model"]["backend"] == "stand-in" and result["model"]["spec"]["ngf"] == 4
@@ -127,9 +129,10 @@ def test_evaluate_end_to_end_with_stand_in(photo_dir, tmp_path, stand_in, capsys
 
 def test_evaluate_limit_and_saturation(photo_dir, tmp_path, stand_in):
     out = tmp_path / "out"
-    assert evaluate.main([str(photo_dir), "--out", str(out), "--limit", "2", "--saturation", "0"]) == 0
+    assert evaluate.main([str(photo_dir), "--out", str(out), "--limit", "2", "--saturation", "0", "--no-mirror"]) == 0
     result = _strict_json(out / "metrics.json")
     assert result["counts"]["scored"] == 2
+    assert stand_in.instances[-1].mirror is False and result["settings"]["mirror"] is False
     # Saturation 0 makes the stand-in's prediction the grey baseline itself.
     for rec in result["images"]:
         assert rec["model"]["psnr"] == pytest.approx(rec["grey"]["psnr"], abs=1e-3)

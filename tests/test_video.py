@@ -240,6 +240,19 @@ def test_cli_end_to_end_with_model(tmp_path, mp4_with_audio, tiny_bundle, capsys
     assert "6 frames" in err
 
 
+def test_cli_no_mirror_reaches_the_colorizer(tmp_path, mp4_with_audio, tiny_bundle, capsys, monkeypatch):
+    from runtime.image.colorizer import Colorizer
+
+    seen = []
+    load = Colorizer.load
+    monkeypatch.setattr(Colorizer, "load", classmethod(lambda cls, *a, **k: (seen.append(k["mirror"]), load(*a, **k))[1]))
+    for flag in ((), ("--no-mirror",)):
+        rc = cli([mp4_with_audio, "-o", tmp_path / f"m{len(flag)}.mp4", "--model", tiny_bundle, "--backend", "cpu",
+                  "--no-progress", "--render-size", "64", "--duration", "0.2", *flag])
+        assert rc == 0, capsys.readouterr().err
+    assert seen == [True, False]
+
+
 def test_cli_bad_input_one_line(tmp_path, capsys):
     src = tmp_path / "x.mp4"
     src.write_bytes(b"\x00" * 1000)

@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--render-size", type=int, default=512)
     ap.add_argument("--render-sizes", nargs="*", type=int, default=[256, 384, 512, 768], help="network-only sweep")
     ap.add_argument("--colour", action="store_true", help="also run RGB (colour-encoded) JPEGs")
+    ap.add_argument("--no-mirror", dest="mirror", action="store_false",
+                    help="one network pass per photo (the runtime's default averages with the mirror image: two)")
     ap.add_argument("--write", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -108,12 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"machine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores available, "
              f"load average at start {os.getloadavg()[0]:.1f}; python {platform.python_version()}; "
              f"colour kernel: {fastcolor.kernel_status().split(' (')[0]}; render size {args.render_size}; "
+             f"mirror averaging {'on' if args.mirror else 'off'}; "
              f"median of {args.repeat}", ""]
     lines += ["| backend | input | decode | to-Lab | network | upsample+to-RGB | encode | **total** | target ratio | "
               "numpy to-Lab | numpy to-RGB | total with numpy |", "|" + "---|" * 12]
     for name in args.backends:
         try:
-            c = Colorizer(load_backend(files, name), files, args.render_size)
+            c = Colorizer(load_backend(files, name), files, args.render_size, mirror=args.mirror)
         except Exception as exc:  # a backend missing here is reported, not fatal
             lines.append(f"| {name} | unavailable: {exc} |" + " |" * 10)
             continue
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             print(lines[-1], file=sys.stderr)
         c.close()
     if args.render_sizes:
-        lines += ["", "network only (seconds per frame, batch 1, square input of the given side):", "",
+        lines += ["", "network only (seconds per frame, one pass, batch 1, square input of the given side):", "",
                   "| backend | " + " | ".join(str(s) for s in args.render_sizes) + " |", "|---|" + "---|" * len(args.render_sizes)]
         for name in args.backends:
             try:

@@ -173,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help="inference backend or group (auto, gpu, cpu, or an exact name)")
     p.add_argument("--render-size", type=int, default=None, help="side the model sees, in pixels (default: the model's)")
     p.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier (default 1.0)")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="one network pass per photo instead of the mean with its mirror image (the runtime's default)")
     p.add_argument("--limit", type=int, default=None, help="score at most K colour images")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: evaluation/<FOLDER name>)")
     p.add_argument("--holdout", type=int, default=None, metavar="COUNT",
@@ -210,7 +212,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from runtime import Colorizer  # lazily: keeps --help fast and torch-free
     out = args.out if args.out is not None else Path("evaluation") / args.folder.resolve().name
     try:
-        colorizer = Colorizer.load(args.model, args.backend, args.render_size)
+        colorizer = Colorizer.load(args.model, args.backend, args.render_size, mirror=args.mirror)
     except (ValueError, FileNotFoundError) as exc:
         raise EvalError(f"cannot load model: {exc}") from None
 
@@ -256,6 +258,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {
             "folder": str(args.folder),
             "saturation": args.saturation,
+            "mirror": args.mirror,
             "render_size": args.render_size,
             "limit": args.limit,
         },

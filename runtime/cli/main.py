@@ -70,6 +70,9 @@ def image_parser() -> argparse.ArgumentParser:
                    help="colour hints for the one input: an RGBA image of the photo's size whose opaque pixels are hint "
                         "colours (paint a few dots on a transparent layer). For several inputs, put NAME.hints.png beside "
                         "each NAME.jpg: such sidecars are always picked up")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="one network pass instead of two (by default the colour is the mean of the network's answers for "
+                        "the photo and its mirror image: more faithful, the network part twice as long)")
     p.add_argument("--backend", default="auto", help="auto | cpu | gpu | onnxruntime | torch-cpu | torch-cuda | tensorrt")
     p.add_argument("--model", default=None, help="model bundle (.json/.onnx/stem) or trainer checkpoint dir (default: embedded)")
     p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all available cores)")
@@ -267,7 +270,8 @@ def _remove_folders(created: list[Path]) -> None:
 def _load_colorizer(args: argparse.Namespace):
     from ..image.colorizer import Colorizer
 
-    return Colorizer.load(args.model, backend=args.backend, render_size=args.render_size, threads=args.threads)
+    return Colorizer.load(args.model, backend=args.backend, render_size=args.render_size, threads=args.threads,
+                          mirror=args.mirror)
 
 
 def _process(jobs: list, colorizer: Any, args: argparse.Namespace, results: list[dict[str, Any]]) -> None:

@@ -44,6 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--backend", default="auto", help="auto, gpu, cpu, or a backend name (default: auto)")
     p.add_argument("--render-size", type=int, default=None, help="long side the network sees, px (default: the model's)")
     p.add_argument("--saturation", type=float, default=1.0, help="chroma scale: 0 grey, 1 as predicted (default 1)")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="one network pass per frame instead of the mean with its mirror image (faster)")
     p.add_argument("--stabilize", dest="stabilize", action="store_true", default=True, help="temporal chroma stabilization (default)")
     p.add_argument("--no-stabilize", dest="stabilize", action="store_false", help="colorize each frame on its own")
     p.add_argument("--strength", type=float, default=0.6, help="stabilization strength in [0, 1] (default 0.6)")
@@ -120,7 +122,8 @@ def _run(args: argparse.Namespace) -> int:
 def _load_colorizer(args: argparse.Namespace):
     from ..image.colorizer import Colorizer
 
-    return Colorizer.load(model=args.model, backend=args.backend, render_size=args.render_size, threads=args.threads)
+    return Colorizer.load(model=args.model, backend=args.backend, render_size=args.render_size, threads=args.threads,
+                          mirror=args.mirror)
 
 
 def main(argv: list[str] | None = None) -> int:
