@@ -86,8 +86,10 @@ def _double(x: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def between_hints(mask: np.ndarray) -> np.ndarray:
     """The pixels (h, w) inside the convex hull of the hinted pixels of mask (none when they lie on one line)."""
-    ys, xs = np.nonzero(mask)
-    points = sorted(set(zip(xs.tolist(), ys.tolist())))
+    rows = np.flatnonzero(mask.any(axis=1))
+    first = mask[rows].argmax(axis=1)  # each row's leftmost and rightmost hinted pixel: the same hull, few points
+    last = mask.shape[1] - 1 - mask[rows, ::-1].argmax(axis=1)
+    points = sorted(set(zip(first.tolist(), rows.tolist())) | set(zip(last.tolist(), rows.tolist())))
 
     def chain(pts: list[tuple[int, int]]) -> list[tuple[int, int]]:  # one half of Andrew's monotone chain
         out: list[tuple[int, int]] = []
