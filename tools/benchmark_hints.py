@@ -40,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from runtime import Colorizer
     from runtime.image import hint_spread
-    from runtime.image.geometry import prepare_l
 
     photo = Image.open(PHOTO).convert("L")
     with Colorizer.load(args.model, backend=args.backend) as c:
@@ -48,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
               f"median of {args.repeat}")
         print(f"colorize, automatic:    {median_time(lambda: c.colorize(photo), args.repeat):.3f} s")
         print(f"colorize, 3 dots:       {median_time(lambda: c.colorize(photo, hints=DOTS), args.repeat):.3f} s")
-        L = np.asarray(photo, np.float32) * np.float32(100 / 255)
-        net_L, geom = prepare_l(L, c.spec.size_multiple, c.render_size)
+        net_L, geom = c.prepare_src8(np.asarray(photo))
         ab, hints = c.predict_ab(net_L), c.hint_input(DOTS, geom)
         for name, kw in (("default", {}), ("plain", {"reach_between": None, "floor": None})):
             t = median_time(lambda: hint_spread.spread_hints(ab, net_L, hints, **kw), args.repeat)

@@ -6,7 +6,7 @@ A colorizer trained with L1 (and, more gently, with GAN + 100 x L1) predicts the
 duller than the photos it learned from: where it is unsure of the hue it shrinks the chroma towards grey. A single gain
 on the served ab restores the overall colourfulness. This script takes ``--count`` photos of the trainer's TRAINING split
 (same --data / --val-count / --seed as the run, so the held-out photos are excluded exactly as the trainer excluded them),
-runs the network once per photo at the default render size, and scores the result for each gain in the grid (the gain
+runs the network once per photo at the default render size (as served: with the runtime's mirror averaging), and scores the result for each gain in the grid (the gain
 is applied the way the runtime's ``saturation`` is, before the gamut clip): colourfulness ratio CF(pred) / CF(truth),
 PSNR and CIEDE2000. It recommends the gain at which the CF ratio reaches ``--target`` (default 0.8, the colourfulness
 goal the project set for the default model), linearly interpolated between the grid's gains (the CF ratio is close to
@@ -26,10 +26,18 @@ from trainer.files import split_folders
 from trainer.metrics import colourfulness, score_image
 
 
-def training_photos(folders: list[str], val_counts: list[int], seed: int, count: int) -> list[Path]:
-    train = split_folders(folders, val_counts, None, seed)[0]
-    step = max(1, len(train) // count)
-    return train[::step][:count]
+def add_sample_args(ap: argparse.ArgumentParser) -> None:
+    """The options that name a training run's split and the sample of its TRAINING photos (``sample_photos``)."""
+    ap.add_argument("--data", nargs="+", required=True, help="the training run's --data folders")
+    ap.add_argument("--val-count", type=int, nargs="+", required=True, help="the training run's --val-count")
+    ap.add_argument("--seed", type=int, default=0, help="the training run's --seed")
+    ap.add_argument("--count", type=int, default=300, help="training photos to use (evenly spaced)")
+
+
+def sample_photos(args: argparse.Namespace) -> list[Path]:
+    """The training photos that the options of ``add_sample_args`` name: ``--count`` evenly spaced over the split."""
+    train = split_folders(args.data, args.val_count, None, args.seed)[0]
+    return train[:: max(1, len(train) // args.count)][: args.count]
 
 
 def pick_gain(rows: dict[float, dict[str, float]], target: float) -> tuple[float, bool]:
@@ -47,10 +55,7 @@ def pick_gain(rows: dict[float, dict[str, float]], target: float) -> tuple[float
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, help="model bundle or checkpoint with ab_gain 1.0")
-    ap.add_argument("--data", nargs="+", required=True, help="the training run's --data folders")
-    ap.add_argument("--val-count", type=int, nargs="+", required=True, help="the training run's --val-count")
-    ap.add_argument("--seed", type=int, default=0, help="the training run's --seed")
-    ap.add_argument("--count", type=int, default=300, help="training photos to calibrate on (evenly spaced)")
+    add_sample_args(ap)
     ap.add_argument("--gains", type=float, nargs="+", default=[1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0])
     ap.add_argument("--target", type=float, default=0.8, help="CF ratio the recommended gain reaches")
     ap.add_argument("--json", type=Path, default=None)
@@ -65,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if c.spec.ab_gain != 1.0:
         print(f"calibrate_chroma: error: the model already has ab_gain {c.spec.ab_gain}; calibrate the raw one", file=sys.stderr)
         return 2
-    photos = training_photos(args.data, args.val_count, args.seed, args.count)
+    photos = sample_photos(args)
     scores = {g: {"psnr": [], "ciede2000": [], "cf_pred": [], "cf_truth": []} for g in args.gains}
     used = 0
     for path in tqdm(photos, desc="calibrate", unit="img", file=sys.stderr):

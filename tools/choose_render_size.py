@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from calibrate_chroma import training_photos  # noqa: E402
+from calibrate_chroma import add_sample_args, sample_photos  # noqa: E402
 
 from trainer.evaluate import grey_baseline, load_colour  # noqa: E402
 from trainer.metrics import score_image  # noqa: E402
@@ -29,10 +29,7 @@ from trainer.metrics import score_image  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="model bundle or checkpoint (default: the embedded model)")
-    ap.add_argument("--data", nargs="+", required=True, help="the training run's --data folders")
-    ap.add_argument("--val-count", type=int, nargs="+", required=True, help="the training run's --val-count")
-    ap.add_argument("--seed", type=int, default=0, help="the training run's --seed")
-    ap.add_argument("--count", type=int, default=300, help="training photos (evenly spaced)")
+    add_sample_args(ap)
     ap.add_argument("--sizes", type=int, nargs="+", default=[160, 192, 224, 256, 320])
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -44,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     c = Colorizer.load(args.model)
     grid = list(itertools.product(args.sizes, (True, False)))
     scores: dict[tuple[int, bool], list[tuple[float, float, float, float]]] = {g: [] for g in grid}
-    for path in tqdm(training_photos(args.data, args.val_count, args.seed, args.count), desc="photos", file=sys.stderr):
+    for path in tqdm(sample_photos(args), desc="photos", file=sys.stderr):
         truth = load_colour(path)
         if truth is None:
             continue

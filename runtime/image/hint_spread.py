@@ -68,14 +68,25 @@ def _apply(x: np.ndarray, wy: np.ndarray, wx: np.ndarray, base: np.ndarray) -> n
     return out
 
 
-def _halve(L: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The problem on a grid of half the size (even crop): mean L, hinted-mean residual, any-hint mask."""
+def _halve(L: np.ndarray, residual: np.ndarray, mask: np.ndarray, inside: np.ndarray | None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The problem on a grid of half the size (even crop): mean L, hinted-mean residual, any-hint mask, and
+    any-inside (between hints) mask."""
     h, w = (L.shape[0] // 2) * 2, (L.shape[1] // 2) * 2
+
+    def blocks(a: np.ndarray) -> np.ndarray:  # (..., h, w) -> (..., h/2, 2, w/2, 2): reduce over axes (-3, -1)
+        return a[..., :h, :w].reshape(*a.shape[:-2], h // 2, 2, w // 2, 2)
     m = mask[:h, :w].astype(np.float32)
-    L2 = L[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    count = m.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3))
-    total = (residual[:, :h, :w] * m).reshape(-1, h // 2, 2, w // 2, 2).sum(axis=(2, 4))
-    return L2, np.where(count > 0, total / np.maximum(count, 1), 0).astype(np.float32), count > 0
+    count = blocks(m).sum(axis=(-3, -1))
+    total = blocks(residual[:, :h, :w] * m).sum(axis=(-3, -1))
+    half_inside = None if inside is None else blocks(inside).any(axis=(-3, -1))
+    return (blocks(L).mean(axis=(-3, -1)), np.where(count > 0, total / np.maximum(count, 1), 0).astype(np.float32),
+            count > 0, half_inside)
+
+
+def _screen(reach: float, h: int, w: int) -> np.float32:
+    """The screening weight that makes a residual fade over ``reach`` of the grid's longer side."""
+    return np.float32(1.0 / max(1.0, reach * max(h, w)) ** 2)
 
 
 def _double(x: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -118,20 +129,17 @@ def spread_residual(L: np.ndarray, residual: np.ndarray, mask: np.ndarray, sigma
     h, w = L.shape
     x0 = None
     if min(h, w) >= 2 * COARSEST:
-        half = None
-        if inside is not None:
-            hh, hw = h // 2 * 2, w // 2 * 2
-            half = inside[:hh, :hw].reshape(hh // 2, 2, hw // 2, 2).any(axis=(1, 3))
-        x0 = _double(spread_residual(*_halve(L, residual, mask), sigma, reach, strength, half, reach_between), h, w)
+        L2, residual2, mask2, inside2 = _halve(L, residual, mask, inside)
+        x0 = _double(spread_residual(L2, residual2, mask2, sigma, reach, strength, inside2, reach_between), h, w)
     wy, wx = edge_weights(L, sigma)
     degree = np.zeros((h, w), np.float32)
     degree[1:] += wy
     degree[:-1] += wy
     degree[:, 1:] += wx
     degree[:, :-1] += wx
-    screen = np.float32(1.0 / max(1.0, reach * max(h, w)) ** 2)
+    screen = _screen(reach, h, w)
     if inside is not None:
-        screen = np.where(inside, np.float32(1.0 / max(1.0, reach_between * max(h, w)) ** 2), screen).astype(np.float32)
+        screen = np.where(inside, _screen(reach_between, h, w), screen)
     m = (mask > 0).astype(np.float32) * np.float32(strength)
     base = screen + m
     diag = degree + base  # the Jacobi preconditioner
@@ -193,11 +201,9 @@ def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma:
             continue
         residual = np.where(mask[None], hints[i, :2] - around_hints(ab[i], mask), 0.0).astype(np.float32)
         inside = None if reach_between is None else between_hints(mask)
-        if floor is None:
-            out[i] += spread_residual(L[i, 0], residual, mask, sigma, reach, STRENGTH, inside, reach_between or reach)
-        else:  # with the hint weight d as a third channel: r / max(d, floor)
-            rd = np.concatenate([residual, mask[None].astype(np.float32)])
-            rd = spread_residual(L[i, 0], rd, mask, sigma, reach, STRENGTH, inside, reach_between or reach)
-            out[i] += rd[:2] / np.maximum(rd[2:], np.float32(floor))
+        if floor is not None:  # the hint weight d as a third channel, to add r / max(d, floor)
+            residual = np.concatenate([residual, mask[None].astype(np.float32)])
+        spread = spread_residual(L[i, 0], residual, mask, sigma, reach, STRENGTH, inside, reach_between or reach)
+        out[i] += spread if floor is None else spread[:2] / np.maximum(spread[2:], np.float32(floor))
         out[i][:, mask] = hints[i, :2][:, mask]
     return out
