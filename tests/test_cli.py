@@ -203,23 +203,25 @@ def test_ctrl_c_stops_cleanly_and_skip_existing_resumes(tmp_path, grey_image):
 
 
 def test_interrupt_while_writing_leaves_no_temp_file(capsys, tmp_path, grey_image, tiny_bundle, monkeypatch):
-    """Ctrl-C in the middle of an encoder's write (in-process, deterministic): the temporary file goes too,
-    and so does the output folder made for it."""
+    """Ctrl-C in the middle of a write (in-process, deterministic: raised in the worker after the temporary file is
+    complete, before its rename): the temporary file goes too, and so does the output folder made for it."""
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
     for name in ("a.png", "sub/b.png"):
         Image.fromarray(grey_image).save(src / name)
     out = tmp_path / "out"
-    real_save = Image.Image.save
+    real_replace = os.replace
+    seen = []
 
-    def save(self, fp, *args, **kwargs):
-        if "b.png" in str(getattr(fp, "name", "")):
-            fp.write(b"half a picture")
+    def replace(a, b):
+        if str(b).endswith("b.png"):
+            seen.append(Path(a).read_bytes()[:8])  # the temporary file holds the whole picture by now
             raise KeyboardInterrupt
-        return real_save(self, fp, *args, **kwargs)
+        return real_replace(a, b)
 
-    monkeypatch.setattr(Image.Image, "save", save)
-    code, _, err = run(capsys, src, "-o", out, "--model", tiny_bundle)
+    monkeypatch.setattr(os, "replace", replace)
+    code, _, err = run(capsys, src, "-o", out, "--model", tiny_bundle, "--workers", "1")
+    assert seen == [b"\x89PNG\r\n\x1a\n"]
     assert code == 130, err
     assert "colorize-gan: interrupted after 1 of 2; run again with --skip-existing to continue" in err
     assert "Traceback" not in err

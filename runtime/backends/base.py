@@ -41,6 +41,10 @@ def hint_feed(L: np.ndarray, hints: np.ndarray | None, spec: ModelSpec) -> np.nd
 class Backend(abc.ABC):
     name: str = "?"
     device: str = "cpu"
+    # Whether a photo's answer is the same, bit for bit, alone or in a batch with others. The batch runner
+    # (runtime/image/pipeline.py) batches photos on CPU backends only where this holds, so that a folder's
+    # outputs are those of one photo at a time (tests/test_pipeline.py checks it for ONNX Runtime).
+    batch_invariant: bool = False
 
     @classmethod
     @abc.abstractmethod

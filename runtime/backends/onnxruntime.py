@@ -25,6 +25,7 @@ def default_threads() -> int:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     device = "cpu"
+    batch_invariant = True  # MLAS convolves each image of a batch alone (measured: tests/test_pipeline.py)
 
     @classmethod
     def check(cls) -> None:

@@ -75,7 +75,10 @@ def image_parser() -> argparse.ArgumentParser:
                         "the photo and its mirror image: more faithful, the network part twice as long)")
     p.add_argument("--backend", default="auto", help="auto | cpu | gpu | onnxruntime | torch-cpu | torch-cuda | tensorrt")
     p.add_argument("--model", default=None, help="model bundle (.json/.onnx/stem) or trainer checkpoint dir (default: embedded)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads (default: all available cores)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads of the network (default: all available cores)")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="photos worked on at once: decoding, colour and encoding of several photos overlap with the "
+                        "network (default: cores + 1; 1 = one photo at a time)")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists (resume a batch)")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse images larger than this many pixels (default 150000000; 0 = no limit)")
@@ -183,13 +186,13 @@ def run_images(args: argparse.Namespace) -> int:
         return 0 if shard else 1
     runnable = [j for j in jobs if j.error is None]
     # Fail early on an output location that cannot be written, without creating anything yet: folders are
-    # made by colorize_file right before their first file is written.
+    # made by the batch runner (runtime.image.pipeline.Folders) right before their first file is written.
     for d in sorted({j.output.parent for j in runnable}):
         problem = _output_folder_problem(d)
         if problem:
             return _fail(f"{d}: {problem}")
     colorizer = None
-    results: list[dict[str, Any]] = []
+    finished: list[tuple[int, dict[str, Any]]] = []
     try:
         if any(not (args.skip_existing and j.output.exists()) for j in runnable):
             try:
@@ -199,11 +202,13 @@ def run_images(args: argparse.Namespace) -> int:
             if not args.quiet or args.json:
                 print(f"{PROG}: backend {colorizer.backend_name} ({colorizer.backend.device}), "
                       f"render size {colorizer.render_size}", file=sys.stderr)
-        _process(jobs, colorizer, args, results)
+        started = time.perf_counter()
+        _process(jobs, colorizer, args, finished)
+        results = [rec for _, rec in sorted(finished, key=lambda item: item[0])]  # the report in input order
     except KeyboardInterrupt:
-        # Outputs are written atomically (runtime.image.imageio.write_image), so the file being written when Ctrl-C
+        # Outputs are written atomically (runtime.image.imageio.write_bytes), so the file being written when Ctrl-C
         # came is simply absent and a rerun with --skip-existing picks up exactly where this one stopped.
-        print(f"{PROG}: interrupted after {len(results)} of {len(jobs)}; run again with --skip-existing to continue",
+        print(f"{PROG}: interrupted after {len(finished)} of {len(jobs)}; run again with --skip-existing to continue",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
@@ -211,7 +216,7 @@ def run_images(args: argparse.Namespace) -> int:
             colorizer.close()
     counts = {s: sum(r["status"] == s for r in results) for s in ("ok", "skipped", "error")}
     counts["with_hints"] = sum(r["status"] == "ok" and r["hints"] is not None for r in results)
-    total = sum(r["seconds"] for r in results)
+    total = time.perf_counter() - started  # wall time of the batch (files overlap, so their own times add up to more)
     if args.json:
         print(json.dumps({"backend": colorizer.backend_name if colorizer else None,
                           "render_size": colorizer.render_size if colorizer else None,
@@ -236,37 +241,6 @@ def _output_folder_problem(folder: Path) -> str | None:
     return None
 
 
-def _make_folders(folder: Path) -> list[Path]:
-    """Create ``folder`` and its missing parents; return the ones this call created, deepest first."""
-    missing = []
-    while not folder.is_dir() and folder.parent != folder:
-        missing.append(folder)
-        folder = folder.parent
-    created: list[Path] = []
-    try:
-        for d in reversed(missing):
-            try:
-                d.mkdir()
-            except FileExistsError:  # made meanwhile by another job of a sharded batch: not ours to remove
-                if not d.is_dir():
-                    raise
-                continue
-            created.insert(0, d)
-    except BaseException:
-        _remove_folders(created)
-        raise
-    return created
-
-
-def _remove_folders(created: list[Path]) -> None:
-    """Remove folders ``_make_folders`` created (deepest first) as long as they are empty."""
-    for d in created:
-        try:
-            d.rmdir()
-        except OSError:  # not empty (another job wrote into it) or already gone: leave it and its parents
-            break
-
-
 def _load_colorizer(args: argparse.Namespace):
     from ..image.colorizer import Colorizer
 
@@ -274,84 +248,43 @@ def _load_colorizer(args: argparse.Namespace):
                           mirror=args.mirror)
 
 
-def _process(jobs: list, colorizer: Any, args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
-    """Colorize ``jobs`` in order, appending one record per finished job to ``results`` (so that after
-    Ctrl-C the caller knows how far the batch got)."""
+def _process(jobs: list, colorizer: Any, args: argparse.Namespace, results: list[tuple[int, dict[str, Any]]]) -> None:
+    """Colorize ``jobs`` through the pipelined batch runner (runtime/image/pipeline.py: decoding, the network,
+    the colour kernel and encoding of several photos overlap), appending ``(position, record)`` for each job as it
+    finishes (from the workers' threads, one at a time), so that after Ctrl-C the caller knows how many are done;
+    the caller sorts them back into input order."""
     from tqdm import tqdm
 
     from ..image.imageio import DEFAULT_MAX_PIXELS
+    from ..image.jobs import FileJob, FileOptions, run_files
 
-    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
-    bar = tqdm(jobs, unit="img", disable=True if args.quiet else None, file=sys.stderr, dynamic_ncols=True)
+    opts = FileOptions(args.saturation, args.quality, DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None))
+    bar = tqdm(total=len(jobs), unit="img", disable=True if args.quiet else None, file=sys.stderr, dynamic_ncols=True)
+
+    def record(pos: int, status: str = "ok", error: str | None = None, seconds: float = 0.0) -> None:
+        job = jobs[pos]
+        rec: dict[str, Any] = {"input": str(job.input), "output": str(job.output) if job.output else None,
+                               "hints": str(job.hints) if job.hints else None, "status": status, "error": error,
+                               "seconds": round(seconds, 4)}
+        if status == "error":
+            bar.write(f"{PROG}: {job.input}: {error}", file=sys.stderr)
+        results.append((pos, rec))
+        bar.update(1)
+
+    todo: list[int] = []
     try:
-        for job in bar:
-            t0 = time.perf_counter()
-            rec: dict[str, Any] = {"input": str(job.input), "output": str(job.output) if job.output else None,
-                                   "hints": str(job.hints) if job.hints else None, "status": "ok", "error": None}
+        for pos, job in enumerate(jobs):
             if job.error is not None:
-                rec.update(status="error", error=job.error)
+                record(pos, "error", job.error)
             elif args.skip_existing and job.output.exists():
-                rec["status"] = "skipped"
+                record(pos, "skipped")
             else:
-                err = colorize_file(colorizer, job.input, job.output, args, max_pixels, job.hints)
-                if err:
-                    rec.update(status="error", error=err)
-            rec["seconds"] = round(time.perf_counter() - t0, 4)
-            if rec["status"] == "error":
-                bar.write(f"{PROG}: {job.input}: {rec['error']}", file=sys.stderr)
-            results.append(rec)
+                todo.append(pos)
+        if todo:
+            run_files(colorizer, [FileJob(jobs[i].input, jobs[i].output, jobs[i].hints) for i in todo], opts,
+                      lambda k, err, seconds: record(todo[k], "error" if err else "ok", err, seconds), workers=args.workers)
     finally:
         bar.close()  # ends the bar's line, so a message after Ctrl-C starts on its own line
-
-
-def colorize_file(colorizer: Any, src: Any, dst: Any, args: argparse.Namespace, max_pixels: int | None,
-                  hints_path: Any = None) -> str | None:
-    """Colorize one file (with its hint image, if any); None on success, else the one-line reason.
-    Never raises for bad input, and writes nothing when anything about the input or its hints is wrong."""
-    from ..image.hints import HintError, load_hint_image
-    from ..image.imageio import ImageError, format_for, read_image, split_luminance, write_image
-
-    try:
-        fmt = format_for(dst)
-        decoded = read_image(src, max_pixels)
-        hints = None
-        if hints_path is not None:
-            try:
-                hints = load_hint_image(hints_path, decoded.image.size)
-            except HintError as exc:
-                return f"hints {hints_path}: {exc}"
-        planes = split_luminance(decoded.image)
-        bits = 16 if planes.bits == 16 and fmt == "PNG" else 8
-        rgb = colorizer.colorize_planes(planes, args.saturation, bits=bits, hints=hints)
-    except ImageError as exc:
-        return str(exc)
-    except HintError as exc:
-        return f"hints {hints_path}: {exc}"
-    except MemoryError:
-        return "out of memory (try a smaller --max-pixels or a machine with more RAM)"
-    except Exception as exc:  # a bug or an odd file must cost one file, not the batch; COLORIZE_GAN_DEBUG=1 re-raises
-        if os.environ.get("COLORIZE_GAN_DEBUG"):
-            raise
-        return f"unexpected error {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-    dst = Path(dst)
-    try:
-        created = _make_folders(dst.parent)  # only now: a run that writes nothing creates nothing
-    except OSError as exc:
-        return f"cannot create output folder {dst.parent} ({exc.strerror or exc})"
-    try:
-        write_image(dst, rgb, planes.alpha, args.quality, decoded.icc, decoded.exif)
-        created = []
-    except ImageError as exc:
-        return str(exc)
-    except OSError as exc:
-        return f"cannot write {dst} ({exc.strerror or exc})"
-    except Exception as exc:  # e.g. an encoder's ValueError; the atomic write left nothing behind
-        if os.environ.get("COLORIZE_GAN_DEBUG"):
-            raise
-        return f"cannot write {dst} ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
-    finally:  # the write failed or was interrupted: folders made for it go too
-        _remove_folders(created)
-    return None
 
 
 if __name__ == "__main__":

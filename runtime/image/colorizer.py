@@ -118,16 +118,18 @@ class Colorizer:
             raise HintError("this model takes no colour hints (its spec has hints: false)")
         return net
 
-    def predict_ab(self, net_L: np.ndarray, net_hints: np.ndarray | None = None) -> np.ndarray:
+    def predict_ab(self, net_L: np.ndarray, net_hints: np.ndarray | None = None, network: Any = None) -> np.ndarray:
         """(N,1,h,w) L [+ (N,3,h,w) hint input] -> (N,2,h,w) ab. No hints is the automatic result, bit for bit.
         With hints, ``hint_mode`` says who follows them: "spread" (the default) takes the network's automatic answer
         and spreads the hints over it along the photo's edges (runtime.image.hint_spread); "network" feeds them to the
-        model's hint input and returns its answer (see HINT_MODES)."""
+        model's hint input and returns its answer (see HINT_MODES). ``network``: what runs :meth:`network` (the batch
+        runner passes its shared network thread, runtime.image.pipeline.NetworkBatcher.run)."""
+        network = network or self.network
         if net_hints is None:
-            return self.network(net_L, None)
+            return network(net_L, None)
         if self.hint_mode == "network":
-            return self.network(net_L, net_hints)
-        return spread_hints(self.network(net_L, None), net_L, net_hints)
+            return network(net_L, net_hints)
+        return spread_hints(network(net_L, None), net_L, net_hints)
 
     def network(self, net_L: np.ndarray, net_hints: np.ndarray | None = None) -> np.ndarray:
         """The backend's answer; with ``mirror`` (the default) the mean of its answers for the picture and for its
@@ -185,11 +187,14 @@ class Colorizer:
         return imageio.merge_planes(rgb, planes.alpha)
 
     def colorize_planes(self, planes: Any, saturation: float = 1.0, render_size: int | None = None,
-                        bits: int = 8, timings: dict[str, float] | None = None, hints: Any = None) -> np.ndarray:
+                        bits: int = 8, timings: dict[str, float] | None = None, hints: Any = None, *,
+                        network: Any = None, threads: int | None = None, rgbx: bool = False) -> np.ndarray:
         """The image path, top to bottom, from a decoded picture's luminance planes (runtime.image.imageio.Planes,
-        L at full resolution) to uint8 or uint16 RGB. The command line wraps it in decoding and encoding
-        (runtime.cli.main.colorize_file), and :meth:`colorize` calls it too; video and GIMP frames use the same
-        steps one by one (:meth:`prepare`, :meth:`predict_ab`, :meth:`finish`) to stabilise ab between frames."""
+        L at full resolution) to uint8 or uint16 RGB. The batch runner wraps it in decoding and encoding
+        (runtime.image.jobs.colorize_file), and :meth:`colorize` calls it too; video and GIMP frames use the same
+        steps one by one (:meth:`prepare`, :meth:`predict_ab`, :meth:`finish`) to stabilise ab between frames.
+        ``network`` and ``threads`` (the colour kernel's; default the Colorizer's): the batch runner's shared
+        network thread and one kernel thread per photo. ``rgbx``: 8-bit output as RGBX (fastcolor.merge)."""
         t0 = time.perf_counter()
         # 1. The network's input at the render size (resized, reflect-padded to the size multiple) and its geometry.
         net_L, geom = network_input(planes, self.spec.size_multiple, self._render_size(render_size), bits)
@@ -197,15 +202,34 @@ class Colorizer:
         net_hints = self.hint_input(hints, geom)
         t1 = time.perf_counter()
         # 3. The backend: L -> ab at the render size (with hints: followed as hint_mode says).
-        ab = self.predict_ab(net_L, net_hints)[0]
+        ab = self.predict_ab(net_L, net_hints, network)[0]
         t2 = time.perf_counter()
         # 4. ab upsampled to full resolution and merged with the full-resolution L -> sRGB, in the C kernel.
-        rgb = fastcolor.merge(planes, ab, geom, saturation, bits, threads=self.threads)
+        rgb = fastcolor.merge(planes, ab, geom, saturation, bits, threads=threads or self.threads, rgbx=rgbx)
         if timings is not None:
             timings["resize"] = timings.get("resize", 0.0) + t1 - t0
             timings["network"] = timings.get("network", 0.0) + t2 - t1
             timings["to_rgb"] = timings.get("to_rgb", 0.0) + time.perf_counter() - t2
         return rgb
+
+    def colorize_many(self, inputs: Any, outputs: Any = None, hints: Any = None, saturation: float = 1.0,
+                      quality: int = 92, max_pixels: int | None = 150_000_000, workers: int | None = None,
+                      pixels_in_flight: int | None = None) -> Any:
+        """Colorize many photos with every core busy; an iterator of runtime.image.jobs.BatchResult, one per input,
+        in input order (``index``, ``input``, ``output``, ``image``, ``error``, ``seconds``, ``ok``).
+
+        ``inputs``: paths, PIL images or uint8/uint16 arrays. ``outputs``: None (each result carries the colorized
+        PIL image, as :meth:`colorize` returns it) or one path per input (written atomically in the format its
+        suffix names, ICC profile and EXIF kept; ``image`` is then None). ``hints``: None or one hint per input
+        (None, an RGBA image, a point list or a hint-image path). A bad input is that result's one-line ``error``;
+        the rest go on. The pixels are those of :meth:`colorize` / the command line for the same input, bit for bit
+        on the CPU backends. Decoding, the network (micro-batches of several photos where that changes no answer,
+        larger on GPUs), the colour kernel and encoding overlap on ``workers`` threads (default: cores + 1), and at
+        most ``pixels_in_flight`` pixels (default 100 MP) are held at once (runtime/image/pipeline.py)."""
+        from .jobs import FileOptions, colorize_many
+
+        return colorize_many(self, inputs, outputs, hints, FileOptions(saturation, quality, max_pixels or None),
+                             workers=workers, pixels_in_flight=pixels_in_flight)
 
     def close(self) -> None:
         if self.backend is not None:

@@ -44,7 +44,7 @@ void finish_src_rows(const uint8_t *src, int stride, int W, const float *ab, int
                      const int32_t *y0, const int32_t *y1, const float *wy,
                      const int32_t *x0, const int32_t *x1, const float *wx,
                      float sat, const float *lin, const float *fy_grey, const float *fy_of_y,
-                     const uint8_t *gamma_lut, uint8_t *out, int row0, int row1);
+                     const uint8_t *gamma_lut, uint8_t *out, int ostride, int row0, int row1);
 void rgb8_to_l(const uint8_t *rgb, long n, int stride, const float *lin, float *out);
 void lut8_to_f32(const uint8_t *src, long n, const float *lut, float *out);
 """
@@ -213,16 +213,21 @@ def finish(L: np.ndarray, ab_net: np.ndarray, geom: Any, saturation: float = 1.0
 
 
 def finish_src(src: np.ndarray, ab_net: np.ndarray, geom: Any, saturation: float = 1.0, threads: int | None = None,
-               use_kernel: bool = True) -> np.ndarray:
+               use_kernel: bool = True, channels: int = 3) -> np.ndarray:
     """As ``finish(L, ...)`` with uint8 output, reading 8-bit grey (H, W) or RGB(A) (H, W, 3|4)
-    source pixels directly: no full-resolution float L plane is ever made (the 8-bit fast path)."""
+    source pixels directly: no full-resolution float L plane is ever made (the 8-bit fast path).
+    ``channels=4`` gives RGBX (H, W, 4), the fourth byte 255: the layout Pillow keeps RGB images in, so
+    ``imageio.encode_image`` hands it to a JPEG or WebP encoder without repacking (same bytes out)."""
     if saturation < 0:
         raise ValueError(f"saturation must be >= 0, got {saturation}")
+    if channels not in (3, 4):
+        raise ValueError(f"channels must be 3 or 4, got {channels}")
     src = np.ascontiguousarray(src, dtype=np.uint8)
     lib = _load() if use_kernel else None
     if lib is None:
         L = src8_to_l(src, use_kernel=False)
-        return finish(L, ab_net, geom, saturation, out="u8", use_kernel=False)
+        rgb = finish(L, ab_net, geom, saturation, out="u8", use_kernel=False)
+        return rgb if channels == 3 else np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     ab = np.ascontiguousarray(ab_net, dtype=np.float32)
     H, W = src.shape[:2]
     if (H, W) != (geom.full_h, geom.full_w) or ab.shape != (2, geom.net_h, geom.net_w):
@@ -231,23 +236,24 @@ def finish_src(src: np.ndarray, ab_net: np.ndarray, geom: Any, saturation: float
     y0, y1, wy = upsample_tables(H, geom.h, geom.top, geom.net_h)
     x0, x1, wx = upsample_tables(W, geom.w, geom.left, geom.net_w)
     ffi = _state["ffi"]
-    result = np.empty((H, W, 3), np.uint8)
+    result = np.empty((H, W, channels), np.uint8)
     args = [_ptr(ffi, "uint8_t *", src), stride, W, _ptr(ffi, "float *", ab), geom.net_h, geom.net_w,
             *(_ptr(ffi, t, a) for t, a in (("int32_t *", y0), ("int32_t *", y1), ("float *", wy),
                                            ("int32_t *", x0), ("int32_t *", x1), ("float *", wx))),
             float(saturation), _ptr(ffi, "float *", _LIN8), _ptr(ffi, "float *", _FY_GREY), _ptr(ffi, "float *", _FY_OF_Y),
-            _ptr(ffi, "uint8_t *", _GAMMA_U8), _ptr(ffi, "uint8_t *", result)]
+            _ptr(ffi, "uint8_t *", _GAMMA_U8), _ptr(ffi, "uint8_t *", result), channels]
     _split_rows(H, _threads(threads), lambda r0, r1: lib.finish_src_rows(*args, int(r0), int(r1)))
     return result
 
 
 def merge(planes: Any, ab_net: np.ndarray, geom: Any, saturation: float = 1.0, bits: int = 8,
-          threads: int | None = None) -> np.ndarray:
+          threads: int | None = None, rgbx: bool = False) -> np.ndarray:
     """A decoded picture's planes (runtime.image.imageio.Planes) + network ab -> RGB uint8 (``bits=8``) or uint16:
     ab upsampled to full resolution and merged with the full-resolution L. 8-bit outputs of 8-bit sources
-    read the source pixels directly (:func:`finish_src`); the rest go through the L plane (:func:`finish`)."""
+    read the source pixels directly (:func:`finish_src`; with ``rgbx``, RGBX as there); the rest go through
+    the L plane (:func:`finish`) and are RGB whatever ``rgbx`` says."""
     if bits == 8 and planes.src8 is not None:
-        return finish_src(planes.src8, ab_net, geom, saturation, threads=threads)
+        return finish_src(planes.src8, ab_net, geom, saturation, threads=threads, channels=4 if rgbx else 3)
     if bits == 8:
         return finish(planes.L, ab_net, geom, saturation, out="u8", threads=threads)
     rgb = finish(planes.L, ab_net, geom, saturation, out="f32", threads=threads)

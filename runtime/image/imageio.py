@@ -6,11 +6,13 @@ multi-frame files. Modes 1, L, LA, P, PA, RGB, RGBA, RGBX, CMYK, YCbCr, LAB, I;1
 (8 or 16 bits) plus an optional alpha. Every failure is an ImageError whose message is one line.
 
 Writing: JPEG, PNG, WebP, TIFF through Pillow, and 16-bit RGB PNG through a small writer here
-(Pillow cannot write 16-bit multi-channel images); always to a temporary file in the target
-folder, renamed over the target only when complete, so no partial output is ever left.
+(Pillow cannot write 16-bit multi-channel images); encoded in memory, then written to a temporary
+file in the target folder and renamed over the target only when complete, so no partial output is
+ever left.
 """
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
@@ -178,38 +180,61 @@ def rgb_icc(icc: bytes | None) -> bytes | None:
     return icc if icc and len(icc) >= 20 and icc[16:20] == b"RGB " else None
 
 
-def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: Image.Image | None = None, quality: int = 92,
-                icc: bytes | None = None, exif: bytes | None = None) -> None:
-    """Write uint8 or uint16 RGB (H, W, 3) atomically. uint16 is kept only for PNG."""
-    path = Path(path)
-    fmt = format_for(path)
+def encode_image(rgb: np.ndarray, fmt: str, alpha: Image.Image | None = None, quality: int = 92,
+                 icc: bytes | None = None, exif: bytes | None = None) -> bytes:
+    """uint8 RGB (H, W, 3), uint8 RGBX (H, W, 4; the fourth byte is ignored) or uint16 RGB -> the bytes of a
+    ``fmt`` file (a value of FORMATS). uint16 is kept only for PNG. Encoding to memory first means a failing
+    encoder never touches the disk, and the bytes are the same as Pillow writes into a file.
+    RGBX is the layout Pillow keeps RGB images in: a JPEG or WebP encoder reads it without a repacked copy
+    (the same bytes out; tests/test_pipeline.py)."""
     icc = rgb_icc(icc)
     if rgb.dtype == np.uint16 and fmt != "PNG":
         rgb = (rgb >> 8).astype(np.uint8)  # only PNG carries 16-bit RGB here; others get the top byte
-    # The temporary name is fixed before the file exists, so whatever stops us -- an encoder error, a full disk,
-    # Ctrl-C between the file's creation and its first byte -- the cleanup below knows what to remove.
+    f = io.BytesIO()
+    if rgb.dtype == np.uint16:
+        a16 = None if alpha is None else (np.asarray(alpha, dtype=np.uint16) * 257)
+        write_png16(f, rgb[..., :3], a16, icc)
+        return f.getvalue()
+    alpha = alpha if fmt in ALPHA_FORMATS else None
+    if rgb.shape[-1] == 4 and fmt in ("JPEG", "WEBP") and alpha is None:
+        h, w = rgb.shape[:2]
+        im = Image.frombuffer("RGB", (w, h), np.ascontiguousarray(rgb), "raw", "RGBX", 0, 1)  # mapped, no copy
+    else:
+        im = merge_planes(rgb[..., :3], alpha)
+    opts: dict = {}
+    if icc:
+        opts["icc_profile"] = icc
+    if exif:
+        opts["exif"] = exif
+    if fmt in ("JPEG", "WEBP"):
+        opts["quality"] = quality
+    if fmt == "TIFF":
+        opts["compression"] = "tiff_deflate"
+    im.save(f, format=fmt, **opts)
+    return f.getvalue()
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: into a temporary file in the target folder, renamed over the
+    target only when complete, so no partial output is ever left (Ctrl-C included)."""
+    path = Path(path)
+    # The temporary name is fixed before the file exists, so whatever stops us -- a full disk, Ctrl-C between
+    # the file's creation and its first byte -- the cleanup below knows what to remove.
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.part")
     try:
         with open(tmp, "xb") as f:  # "x": never an existing file; permissions from the umask, like any new file
-            if rgb.dtype == np.uint16:
-                a16 = None if alpha is None else (np.asarray(alpha, dtype=np.uint16) * 257)
-                write_png16(f, rgb, a16, icc)
-            else:
-                im = merge_planes(rgb, alpha if fmt in ALPHA_FORMATS else None)
-                opts: dict = {}
-                if icc:
-                    opts["icc_profile"] = icc
-                if exif:
-                    opts["exif"] = exif
-                if fmt in ("JPEG", "WEBP"):
-                    opts["quality"] = quality
-                if fmt == "TIFF":
-                    opts["compression"] = "tiff_deflate"
-                im.save(f, format=fmt, **opts)
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:  # KeyboardInterrupt included: no temporary file survives an interrupted write
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: Image.Image | None = None, quality: int = 92,
+                icc: bytes | None = None, exif: bytes | None = None) -> None:
+    """Write uint8 RGB(X) or uint16 RGB (H, W, 3|4) atomically (:func:`encode_image`, then :func:`write_bytes`).
+    uint16 is kept only for PNG."""
+    write_bytes(path, encode_image(rgb, format_for(path), alpha, quality, icc, exif))
 
 
 def write_png16(f, rgb: np.ndarray, alpha: np.ndarray | None = None, icc: bytes | None = None) -> None:

@@ -3,7 +3,7 @@
  * finish_rows: for output rows [row0, row1): bilinear ab upsampling from the network's padded ab map
  * (index/weight tables precomputed in Python), saturation, Lab -> XYZ (D65) -> linear sRGB ->
  * sRGB, clipped, written as uint8 (LUT gamma) or float32 (exact curve).
- * finish_src_rows: the same with uint8 output, reading 8-bit grey/RGB(A) source pixels.
+ * finish_src_rows: the same with uint8 output, reading 8-bit grey/RGB(A) source pixels, written as RGB or RGBX.
  * rgb8_to_l: 8-bit sRGB -> CIE L via a 256-entry linearisation table.
  * The constants match runtime/color.py (scikit-image's matrix and white point).
  *
@@ -123,8 +123,19 @@ CLONES static void grey_tile_idx(int n, const uint8_t *restrict src, const float
     }
 }
 
+/* ostride 3 = packed RGB; 4 = RGBX (the fourth byte 255), the layout Pillow keeps RGB images in, so the
+ * encoder reads the buffer as it is instead of repacking every pixel. */
 static inline void store_tile(int n, const int32_t *ir, const int32_t *ig, const int32_t *ib,
-                              const uint8_t *gamma_lut, uint8_t *o) {
+                              const uint8_t *gamma_lut, uint8_t *o, int ostride) {
+    if (ostride == 4) {
+        for (int k = 0; k < n; k++, o += 4) {
+            o[0] = gamma_lut[ir[k]];
+            o[1] = gamma_lut[ig[k]];
+            o[2] = gamma_lut[ib[k]];
+            o[3] = 255;
+        }
+        return;
+    }
     for (int k = 0; k < n; k++, o += 3) {
         o[0] = gamma_lut[ir[k]];
         o[1] = gamma_lut[ig[k]];
@@ -165,7 +176,7 @@ void finish_rows(const float *L, int W, const float *ab, int nh, int nw,
             }
             if (out_u8) {
                 lab_tile_idx(n, t->fy, t->yl, t->ta, t->tb, t->ir, t->ig, t->ib);
-                store_tile(n, t->ir, t->ig, t->ib, gamma_lut, out_u8 + ((size_t)y * W + x) * 3);
+                store_tile(n, t->ir, t->ig, t->ib, gamma_lut, out_u8 + ((size_t)y * W + x) * 3, 3);
             } else {
                 float *o = out_f32 + ((size_t)y * W + x) * 3;
                 for (int k = 0; k < n; k++, o += 3) {
@@ -186,7 +197,7 @@ void finish_src_rows(const uint8_t *src, int stride, int W, const float *ab, int
                      const int32_t *y0, const int32_t *y1, const float *wy,
                      const int32_t *x0, const int32_t *x1, const float *wx,
                      float sat, const float *lin, const float *fy_grey, const float *fy_of_y,
-                     const uint8_t *gamma_lut, uint8_t *out, int row0, int row1) {
+                     const uint8_t *gamma_lut, uint8_t *out, int ostride, int row0, int row1) {
     const float *A = ab, *B = ab + (size_t)nh * nw;
     float *row_a = malloc(sizeof(float) * nw * 2);
     tile_buf *t = malloc(sizeof(tile_buf));
@@ -213,7 +224,7 @@ void finish_src_rows(const uint8_t *src, int stride, int W, const float *ab, int
                 }
                 lab_tile_idx(n, t->fy, t->yl, t->ta, t->tb, t->ir, t->ig, t->ib);
             }
-            store_tile(n, t->ir, t->ig, t->ib, gamma_lut, out + ((size_t)y * W + x) * 3);
+            store_tile(n, t->ir, t->ig, t->ib, gamma_lut, out + ((size_t)y * W + x) * ostride, ostride);
         }
     }
     free(t);
