@@ -2,7 +2,8 @@
 
 Pure path logic, no image decoding, so it is cheap to test: recursive folder walks keep the
 relative layout under the output folder; outputs never land on an input; name collisions and
-missing inputs become per-file errors; ``--shard I/N`` keeps a stable subset for split jobs.
+missing inputs become per-file errors; ``--shard I/N`` keeps a stable subset for split jobs (``--shard auto``
+reads I and N from a Slurm job array or a Kubernetes Indexed Job).
 """
 from __future__ import annotations
 
@@ -38,15 +39,54 @@ def is_sidecar(p: Path) -> bool:
     return p.name.lower().endswith(HINT_SUFFIX)
 
 
-def parse_shard(text: str) -> tuple[int, int]:
+def parse_shard(text: str, what: str = "--shard") -> tuple[int, int]:
     """'I/N' with 1 <= I <= N -> (I, N); ValueError with a readable message otherwise."""
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard wants I/N (e.g. 2/8), got {text!r}") from None
+        raise ValueError(f"{what} wants I/N (e.g. 2/8) or auto, got {text!r}") from None
     if not 1 <= i <= n:
-        raise ValueError(f"--shard I/N needs 1 <= I <= N, got {text!r}")
+        raise ValueError(f"{what} I/N needs 1 <= I <= N, got {text!r}")
     return i, n
+
+
+# Scheduler variables that --shard auto reads (docs/cluster.md has a Slurm array script and a Kubernetes Indexed Job).
+SHARD_ENV = "COLORIZE_GAN_SHARD"  # I/N set by hand or by any other scheduler's job script
+SHARD_COUNT_ENV = "COLORIZE_GAN_SHARD_COUNT"  # N for a Kubernetes Indexed Job (Kubernetes gives the index, not the count)
+
+
+def shard_from_environment(env: dict[str, str]) -> tuple[tuple[int, int], str]:
+    """``--shard auto``: (I, N) and where it came from, read from a Slurm job array, a Kubernetes Indexed Job or
+    COLORIZE_GAN_SHARD; ValueError saying what is missing otherwise. Slurm: task IDs MIN, MIN+STEP, ... map to shards
+    1..SLURM_ARRAY_TASK_COUNT (``--array=0-7`` and ``--array=1-8`` both give 8 shards; a task list with gaps does
+    not map and is refused). Kubernetes: JOB_COMPLETION_INDEX (0-based) and the count in COLORIZE_GAN_SHARD_COUNT,
+    set to the Job's ``completions``."""
+    if env.get(SHARD_ENV):
+        return parse_shard(env[SHARD_ENV], SHARD_ENV), f"{SHARD_ENV}={env[SHARD_ENV]}"
+    if env.get("SLURM_ARRAY_TASK_ID"):
+        try:
+            task, count = int(env["SLURM_ARRAY_TASK_ID"]), int(env.get("SLURM_ARRAY_TASK_COUNT", ""))
+            first, step = int(env.get("SLURM_ARRAY_TASK_MIN", task)), int(env.get("SLURM_ARRAY_TASK_STEP") or 1)
+        except ValueError:
+            raise ValueError("--shard auto: SLURM_ARRAY_TASK_ID, _COUNT, _MIN and _STEP must be integers") from None
+        i, off = divmod(task - first, step)
+        if off or not 0 <= i < count:
+            raise ValueError(f"--shard auto: Slurm array task {task} is not one of {count} evenly spaced tasks from "
+                             f"{first}; use a range such as --array=0-{count - 1}")
+        return (i + 1, count), f"Slurm array task {task} of {count}"
+    if env.get("JOB_COMPLETION_INDEX"):
+        if not env.get(SHARD_COUNT_ENV):
+            raise ValueError(f"--shard auto: Kubernetes gives the index (JOB_COMPLETION_INDEX) but not the count; set "
+                             f"{SHARD_COUNT_ENV} to the Job's completions")
+        try:
+            index, count = int(env["JOB_COMPLETION_INDEX"]), int(env[SHARD_COUNT_ENV])
+        except ValueError:
+            raise ValueError(f"--shard auto: JOB_COMPLETION_INDEX and {SHARD_COUNT_ENV} must be integers") from None
+        if not 0 <= index < count:
+            raise ValueError(f"--shard auto: JOB_COMPLETION_INDEX {index} is outside 0..{count - 1} ({SHARD_COUNT_ENV})")
+        return (index + 1, count), f"Kubernetes completion index {index} of {count}"
+    raise ValueError("--shard auto: no scheduler variables found (Slurm job array: SLURM_ARRAY_TASK_ID; Kubernetes "
+                     f"Indexed Job: JOB_COMPLETION_INDEX with {SHARD_COUNT_ENV}; or set {SHARD_ENV}=I/N)")
 
 
 def in_shard(key: str, shard: tuple[int, int] | None) -> bool:

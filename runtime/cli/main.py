@@ -82,7 +82,9 @@ def image_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists (resume a batch)")
     p.add_argument("--max-pixels", type=int, default=None,
                    help="refuse images larger than this many pixels (default 150000000; 0 = no limit)")
-    p.add_argument("--shard", default=None, metavar="I/N", help="process only shard I of N (split a batch over N jobs)")
+    p.add_argument("--shard", default=None, metavar="I/N|auto",
+                   help="process only shard I of N (split a batch over N jobs; each file is in exactly one shard); 'auto' "
+                        "reads I and N from a Slurm job array or a Kubernetes Indexed Job (docs/cluster.md)")
     p.add_argument("--json", action="store_true", help="print one JSON object with per-file results on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary (errors are still printed)")
     return p
@@ -169,10 +171,16 @@ def _fail(message: str) -> int:
 
 
 def run_images(args: argparse.Namespace) -> int:
-    from .batch import parse_shard, plan
+    from .batch import parse_shard, plan, shard_from_environment
 
     try:
-        shard = parse_shard(args.shard) if args.shard else None
+        if args.shard == "auto":
+            shard, origin = shard_from_environment(dict(os.environ))
+            if not args.quiet or args.json:
+                print(f"{PROG}: shard {shard[0]}/{shard[1]} ({origin})", file=sys.stderr)
+            args.shard = f"{shard[0]}/{shard[1]}"
+        else:
+            shard = parse_shard(args.shard) if args.shard else None
     except ValueError as exc:
         return _fail(str(exc))
     if args.hints:
