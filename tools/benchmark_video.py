@@ -4,7 +4,9 @@ Generates a greyscale H.264 clip per size (a pan over a smooth synthetic texture
 sees realistic motion), runs the real pipeline (runtime.video.colorize_video: decode -> L ->
 network -> temporal filter -> finish -> encode -> mux) and reports end-to-end fps with the
 stabilizer on and off, plus where the time goes (network, prepare, finish; the rest is decode,
-stabilizer, YUV conversion and encode). Speed depends on the machine and on what else runs on it:
+stabilizer, YUV conversion and encode), and the codec floor: the same pipeline with the colour work
+taken out (decode + RGB -> YUV + encode only). Decoding, the network and encoding overlap on three
+threads (runtime/video/stages.py), so the per-stage columns are wall times that overlap. Speed depends on the machine and on what else runs on it:
 the script prints the CPU count and load so the numbers can be read in context.
 
     python tools/benchmark_video.py [--model M (default: the embedded model)] [--frames 24] [--sizes 854x480,1920x1080]
@@ -72,6 +74,23 @@ class Timed:
         return r
 
 
+class CodecOnly:
+    """The video pipeline with the colour work taken out (no network, no colour kernel: each frame's grey goes to the
+    encoder as it is): decode + L + RGB -> YUV + x264 + mux, the floor a colorizing run can approach."""
+
+    def __init__(self, inner):
+        self.inner, self.t = inner, {"prepare": 0.0, "network": 0.0, "finish": 0.0}
+
+    def prepare(self, L):
+        return np.zeros((1, 1, 32, 32), np.float32), L.shape
+
+    def predict_ab(self, x):
+        return np.zeros((x.shape[0], 2, 32, 32), np.float32)
+
+    def finish_u8(self, L, ab, shape, saturation=1.0):
+        return np.repeat((L * np.float32(2.55)).astype(np.uint8)[..., None], 3, axis=2)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="bundle or trainer checkpoint (default: the embedded model)")
@@ -96,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
             w, h = (int(v) for v in spec.split("x"))
             src = Path(tmp) / f"in_{w}x{h}.mp4"
             make_clip(src, (w, h), args.frames)
+            floor = colorize_video(CodecOnly(c), src, Path(tmp) / "out.mp4", VideoOptions(stabilize=False, progress=False),
+                                   log=lambda m: None)
+            print(f"| {w}x{h} | codec only (no colour work) | {floor.fps:.2f} | {floor.seconds / floor.frames:.3f} | | | | |",
+                  flush=True)
             for stabilize in (False, True):
                 timed = Timed(c)
                 opts = VideoOptions(stabilize=stabilize, batch_size=args.batch_size, progress=False)

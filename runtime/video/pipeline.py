@@ -27,6 +27,7 @@ import numpy as np
 
 from ..image import fastcolor
 from .options import VideoError, VideoOptions, VideoResult
+from . import stages
 from .temporal import TemporalStabilizer
 from .container import (
     _describe,
@@ -112,6 +113,11 @@ def colorize_video(
         origin_pts = int(round(origin / tb))
 
         finish_u8 = getattr(colorizer, "finish_u8", None)  # the fast path, where the colorizer has one
+        # Three threads overlap (runtime/video/stages.py): decoding + each frame's L and network input (prefetch),
+        # the network + stabilizer + colour kernel (here), RGB -> YUV + the encoder + the muxer (encoder). The
+        # encoder thread gets the frames and the side streams' packets in the order they would have been written
+        # one at a time, so the file is the same.
+        encoder = stages.Serial(depth=opts.batch_size + 2)
 
         def run_batch() -> None:
             nonlocal n_frames
@@ -124,36 +130,45 @@ def colorize_video(
                 else:
                     rgb = colorizer.finish(L_full, ab_i, geom, saturation=opts.saturation)
                     rgb8 = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
-                writer.encode(out, rgb8, pts, dur)
+                encoder.submit(writer.encode, out, rgb8, pts, dur)
             n_frames += len(batch)
             bar.update(len(batch))
             batch.clear()
 
-        def take(frame: Any) -> None:
-            L_full = _l_from_frame(frame)
-            net_L, geom = colorizer.prepare(L_full)
+        def take(frame: Any, L_full: np.ndarray, net_L: np.ndarray, geom: Any) -> None:
             pts = (frame.pts if frame.pts is not None else origin_pts + n_frames + len(batch)) - origin_pts
             batch.append((L_full, net_L, geom, pts, frame.duration or None))
             if len(batch) >= opts.batch_size:
                 run_batch()
 
-        take(first_frame)
-        for frame, packets in _chain([(None, early_packets)], frames):
-            for packet in packets:  # side streams, in demux order
-                t = _to_seconds(packet.pts, packet.time_base)
-                # Without --start keep everything, priming packets with negative times included.
-                if t is None or (start == 0 or t >= start) and t < end:
-                    passes[packet.stream.index].write(out, packet, origin)
-            if frame is None:
-                continue
-            t = _to_seconds(frame.pts, tb)
-            if t is not None and t >= end:
-                break
-            if t is not None and t < start - 1e-6:
-                continue  # decoded from the key frame before the cut point
-            take(frame)
-        if batch:
-            run_batch()
+        def decoded(frame: Any) -> tuple[Any, ...]:
+            L_full = _l_from_frame(frame)
+            return (frame, L_full, *colorizer.prepare(L_full))
+
+        take(*decoded(first_frame))
+        prefetch = stages.Prefetch(((f, pk, decoded(f) if f is not None else None) for f, pk in frames),
+                                   depth=opts.batch_size + 2)
+        try:
+            for frame, packets, item in _chain([(None, early_packets, None)], prefetch):
+                for packet in packets:  # side streams, in demux order
+                    t = _to_seconds(packet.pts, packet.time_base)
+                    # Without --start keep everything, priming packets with negative times included.
+                    if t is None or (start == 0 or t >= start) and t < end:
+                        encoder.submit(passes[packet.stream.index].write, out, packet, origin)
+                if frame is None:
+                    continue
+                t = _to_seconds(frame.pts, tb)
+                if t is not None and t >= end:
+                    break
+                if t is not None and t < start - 1e-6:
+                    continue  # decoded from the key frame before the cut point
+                take(*item)
+            if batch:
+                run_batch()
+            encoder.finish()
+        finally:
+            prefetch.close()
+            encoder.close()  # before the containers close, whatever happened
         writer.flush(out)
         for p in passes.values():
             p.flush(out)
