@@ -299,3 +299,50 @@ def test_cli_failure_creates_no_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song.m4a"]
+
+
+# -- the three threads of the video pipeline (runtime/video/stages.py) -------------------------------------------
+
+def test_prefetch_keeps_order_and_hands_over_the_producers_error():
+    from runtime.video.stages import Prefetch
+
+    assert list(Prefetch(range(50), depth=3)) == list(range(50))
+
+    def broken():
+        yield 1
+        raise ValueError("truncated input")
+
+    p = Prefetch(broken())
+    got = []
+    with pytest.raises(ValueError, match="truncated input"):
+        for item in p:
+            got.append(item)
+    assert got == [1]
+    p.close()
+    endless = Prefetch(iter(int, 1), depth=2)  # an endless producer: close() stops it while it waits to put
+    next(iter(endless))
+    endless.close()
+    assert not endless._thread.is_alive()
+
+
+def test_serial_runs_in_order_and_raises_a_failure_at_the_next_call():
+    import threading
+
+    from runtime.video.stages import Serial
+
+    done, threads = [], set()
+    s = Serial(depth=2)
+    for i in range(20):
+        s.submit(lambda i=i: (done.append(i), threads.add(threading.get_ident())))
+    s.finish()
+    assert done == list(range(20)) and threading.get_ident() not in threads and len(threads) == 1
+
+    def fail():
+        raise OSError("disk full")
+
+    s.submit(fail)
+    s.submit(lambda: done.append("after"))  # dropped: it follows a failure
+    with pytest.raises(OSError, match="disk full"):
+        s.finish()
+    s.close()
+    assert "after" not in done
