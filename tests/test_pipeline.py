@@ -240,3 +240,18 @@ def test_failed_write_removes_only_the_folders_it_made(tmp_path):
     with pytest.raises(Stopped):
         folders.commit(tmp_path / "late" / "z.jpg", b"data", stop)
     assert not (tmp_path / "late").exists()
+
+
+def test_batch_size_per_backend():
+    """Several photos per network call only where that changes no photo's answer (batch-invariant CPU backends) or
+    where the device is a GPU (there the batch is what keeps it busy)."""
+    from types import SimpleNamespace
+
+    from runtime.backends.registry import backend_class
+    from runtime.image.pipeline import CPU_BATCH, GPU_BATCH, batch_size
+
+    assert batch_size(backend_class("onnxruntime")) == CPU_BATCH > 1
+    assert batch_size(backend_class("torch-cpu")) == 1  # torch's CPU convolutions differ in the last bits by batch
+    for name in ("torch-cuda", "tensorrt"):
+        assert batch_size(backend_class(name)) == GPU_BATCH
+    assert batch_size(SimpleNamespace(device="cuda")) == GPU_BATCH

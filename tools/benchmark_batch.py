@@ -39,7 +39,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-THIS = [sys.executable, "-m", "runtime.cli.main"]
+THIS = [sys.executable, "-m", "runtime.cli.main"]  # run with cwd = this checkout, so this checkout's runtime
 
 
 def make_folder(folder: Path, mp: float, count: int) -> list[Path]:
