@@ -39,8 +39,12 @@ def test_shard_auto_reads_the_scheduler(env, shard):
     ({"JOB_COMPLETION_INDEX": "2"}, "COLORIZE_GAN_SHARD_COUNT"),
     ({"JOB_COMPLETION_INDEX": "5", "COLORIZE_GAN_SHARD_COUNT": "5"}, "outside 0..4"),
     ({"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "3"}, "--array=0-2"),
-    ({"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_COUNT": "3"}, "must be integers"),
+    ({"SLURM_ARRAY_TASK_ID": "x", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "3"}, "be integers"),
     ({"COLORIZE_GAN_SHARD": "4/3"}, "1 <= I <= N"),
+    ({"COLORIZE_GAN_SHARD": "auto"}, "wants I/N"),
+    ({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "8"}, "_MIN must be set"),  # no guessing the first ID
+    ({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_STEP": "0",
+      "SLURM_ARRAY_TASK_COUNT": "8"}, "must be positive"),
 ])
 def test_shard_auto_says_what_is_missing(env, message):
     with pytest.raises(ValueError, match=re.escape(message)):

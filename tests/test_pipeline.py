@@ -255,3 +255,41 @@ def test_batch_size_per_backend():
     for name in ("torch-cuda", "tensorrt"):
         assert batch_size(backend_class(name)) == GPU_BATCH
     assert batch_size(SimpleNamespace(device="cuda")) == GPU_BATCH
+
+
+def test_header_reading_never_blocks_or_leaks_the_bomb_limit(tmp_path, grey_image):
+    """pixels_of opens regular files only (a named pipe with no writer would block the batch for ever), counts
+    16-bit sources 3x, and leaves Pillow's process-wide decompression-bomb limit as it found it."""
+    import os
+
+    from runtime.image.pipeline import pixels_of
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    assert pixels_of(fifo) == 0
+    Image.fromarray(grey_image).save(tmp_path / "g.png")
+    Image.fromarray(grey_image.astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    h, w = grey_image.shape
+    limit = Image.MAX_IMAGE_PIXELS
+    assert pixels_of(tmp_path / "g.png") == h * w and pixels_of(tmp_path / "g16.png") == 3 * h * w
+    assert Image.MAX_IMAGE_PIXELS == limit
+
+
+def test_colorize_many_takes_arrays_of_any_depth_and_in_memory_hints_for_files(tmp_path, grey_image, colorizer):
+    g16 = grey_image.astype(np.uint16) * 257
+    rgb16 = np.dstack([g16, g16, g16])
+    r = next(colorizer.colorize_many([rgb16]))
+    assert r.ok and r.image.size == (grey_image.shape[1], grey_image.shape[0])
+    expected = (np.clip(colorizer.colorize_array(rgb16), 0, 1) * 255 + 0.5).astype(np.uint8)
+    assert np.array_equal(np.asarray(r.image), expected)
+    src = tmp_path / "a.jpg"
+    exif = Image.Exif()
+    exif[0x010E] = "a description"
+    Image.fromarray(grey_image).save(src, exif=exif)
+    pts = [(20, 20, "#d02020", 6)]
+    out = tmp_path / "out" / "a.jpg"
+    assert next(colorizer.colorize_many([src], outputs=[out], hints=[pts])).ok
+    with Image.open(out) as im:  # the command line's file path: EXIF kept, hints followed
+        assert im.getexif().get(0x010E) == "a description"
+        expected = colorizer.colorize(Image.open(src), hints=pts)
+        assert np.abs(np.asarray(im, np.int16) - np.asarray(expected, np.int16)).mean() < 2  # JPEG round trip

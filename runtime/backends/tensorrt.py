@@ -277,6 +277,8 @@ class TensorRTBackend(Backend):
 
     # -- inference ---------------------------------------------------------------------------------
     def run(self, L: np.ndarray, hints: np.ndarray | None = None) -> np.ndarray:
+        # The current CUDA device is per thread, and the batch runner calls run() from its network thread.
+        self.rt.set_device(self.device_index)
         return self._runner.run(L, hints)
 
     def close(self) -> None:

@@ -62,13 +62,18 @@ def shard_from_environment(env: dict[str, str]) -> tuple[tuple[int, int], str]:
     not map and is refused). Kubernetes: JOB_COMPLETION_INDEX (0-based) and the count in COLORIZE_GAN_SHARD_COUNT,
     set to the Job's ``completions``."""
     if env.get(SHARD_ENV):
+        if "/" not in env[SHARD_ENV]:
+            raise ValueError(f"--shard auto: {SHARD_ENV} wants I/N (e.g. 2/8), got {env[SHARD_ENV]!r}")
         return parse_shard(env[SHARD_ENV], SHARD_ENV), f"{SHARD_ENV}={env[SHARD_ENV]}"
     if env.get("SLURM_ARRAY_TASK_ID"):
         try:
             task, count = int(env["SLURM_ARRAY_TASK_ID"]), int(env.get("SLURM_ARRAY_TASK_COUNT", ""))
-            first, step = int(env.get("SLURM_ARRAY_TASK_MIN", task)), int(env.get("SLURM_ARRAY_TASK_STEP") or 1)
+            first, step = int(env.get("SLURM_ARRAY_TASK_MIN", "")), int(env.get("SLURM_ARRAY_TASK_STEP") or 1)
         except ValueError:
-            raise ValueError("--shard auto: SLURM_ARRAY_TASK_ID, _COUNT, _MIN and _STEP must be integers") from None
+            raise ValueError("--shard auto: SLURM_ARRAY_TASK_ID, _COUNT and _MIN must be set, and with _STEP be "
+                             "integers") from None
+        if step <= 0 or count <= 0:
+            raise ValueError(f"--shard auto: SLURM_ARRAY_TASK_STEP ({step}) and _COUNT ({count}) must be positive")
         i, off = divmod(task - first, step)
         if off or not 0 <= i < count:
             raise ValueError(f"--shard auto: Slurm array task {task} is not one of {count} evenly spaced tasks from "

@@ -218,9 +218,11 @@ class Colorizer:
         """Colorize many photos with every core busy; an iterator of runtime.image.jobs.BatchResult, one per input,
         in input order (``index``, ``input``, ``output``, ``image``, ``error``, ``seconds``, ``ok``).
 
-        ``inputs``: paths, PIL images or uint8/uint16 arrays. ``outputs``: None (each result carries the colorized
-        PIL image, as :meth:`colorize` returns it) or one path per input (written atomically in the format its
-        suffix names, ICC profile and EXIF kept; ``image`` is then None). ``hints``: None or one hint per input
+        ``inputs``: paths, PIL images or arrays (uint8 as :meth:`colorize` of the same image; uint16 and float as
+        :meth:`colorize_array` takes them). ``outputs``: None (each result carries the colorized PIL image, 8-bit, as
+        :meth:`colorize` returns it) or one path per input (written atomically in the format its suffix names; a path
+        input is handled exactly as the command line does it: ICC profile and EXIF kept, 16-bit PNG for 16-bit
+        grey; ``image`` is then None). ``hints``: None or one hint per input
         (None, an RGBA image, a point list or a hint-image path). A bad input is that result's one-line ``error``;
         the rest go on. The pixels are those of :meth:`colorize` / the command line for the same input, bit for bit
         on the CPU backends. Decoding, the network (micro-batches of several photos where that changes no answer,

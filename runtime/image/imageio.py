@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,16 +86,12 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
             raise ImageError("empty file")
     except OSError as exc:
         raise ImageError(f"cannot read ({exc.strerror})") from None
-    previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None  # our own guard below gives the user a clear message and an override
     try:
-        im = Image.open(p)
+        im = open_unguarded(p)
     except UnidentifiedImageError:
         raise ImageError("not an image, or a format this program cannot read") from None
     except OSError as exc:
         raise ImageError(f"cannot read ({exc.strerror or exc})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
     with im:
         w, h = im.size
         if max_pixels is not None and w * h > max_pixels:
@@ -114,6 +111,21 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = DEFAULT_MAX_PIX
         except Image.DecompressionBombError as exc:  # pragma: no cover - guard above fires first
             raise ImageError(str(exc)) from None
         return Decoded(oriented, im.format, icc, exif)
+
+
+_OPEN_LOCK = threading.Lock()  # Pillow's bomb limit is a process-wide global: one opener at a time changes it
+
+
+def open_unguarded(path: str | os.PathLike) -> Image.Image:
+    """``Image.open`` (the header only) without Pillow's own decompression-bomb limit: read_image applies its own
+    guard with a clear message and an override. Thread-safe: the batch runner reads headers while workers decode."""
+    with _OPEN_LOCK:
+        previous = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def _exif_bytes(im: Image.Image) -> bytes | None:

@@ -32,7 +32,9 @@ class FileOptions:
 class FileJob:
     input: Path
     output: Path
-    hints: Path | None = None  # a hint image (RGBA, the photo's size): --hints or the NAME.hints.png sidecar
+    # A hint image file (RGBA, the photo's size: --hints or the NAME.hints.png sidecar), or hints already in memory
+    # (a point list or an RGBA image: Colorizer.colorize_many).
+    hints: Any = None
 
 
 def colorize_file(colorizer: Any, job: FileJob, opts: FileOptions, stage: Stage | None = None) -> str | None:
@@ -45,8 +47,8 @@ def colorize_file(colorizer: Any, job: FileJob, opts: FileOptions, stage: Stage 
     try:
         fmt = format_for(dst)
         decoded = read_image(src, opts.max_pixels)
-        hints = None
-        if hints_path is not None:
+        hints = hints_path
+        if isinstance(hints_path, (str, os.PathLike)):
             try:
                 hints = load_hint_image(hints_path, decoded.image.size)
             except HintError as exc:
@@ -65,7 +67,7 @@ def colorize_file(colorizer: Any, job: FileJob, opts: FileOptions, stage: Stage 
     except ImageError as exc:
         return str(exc)
     except HintError as exc:
-        return f"hints {hints_path}: {exc}"
+        return f"hints {hints_path}: {exc}" if isinstance(hints_path, (str, os.PathLike)) else f"hints: {exc}"
     except MemoryError:
         return "out of memory (try a smaller --max-pixels or a machine with more RAM)"
     except Exception as exc:  # a bug or an odd file must cost one file, not the batch; COLORIZE_GAN_DEBUG=1 re-raises
@@ -143,8 +145,9 @@ def colorize_item(colorizer: Any, index: int, source: Any, output: Any, hints: A
                   stage: Stage) -> BatchResult:
     t0 = time.perf_counter()
     res = BatchResult(index, source, Path(output) if output is not None else None)
-    if isinstance(source, (str, os.PathLike)) and output is not None and (hints is None or isinstance(hints, (str, os.PathLike))):
-        res.error = colorize_file(colorizer, FileJob(Path(source), Path(output), Path(hints) if hints else None), opts, stage)
+    if isinstance(source, (str, os.PathLike)) and output is not None:  # file to file: exactly the command line's way
+        hint = Path(hints) if isinstance(hints, (str, os.PathLike)) else hints
+        res.error = colorize_file(colorizer, FileJob(Path(source), Path(output), hint), opts, stage)
     else:
         try:
             res.image = _colorize_image(colorizer, source, hints, opts, stage)
@@ -172,6 +175,11 @@ def _colorize_image(colorizer: Any, source: Any, hints: Any, opts: FileOptions, 
 
     if isinstance(source, (str, os.PathLike)):
         source = read_image(source, opts.max_pixels).image
+    elif isinstance(source, np.ndarray) and source.dtype != np.uint8:  # uint16, float: as colorize_array takes them
+        if isinstance(hints, (str, os.PathLike)):
+            hints = load_hint_image(hints, (source.shape[1], source.shape[0]))
+        rgb = colorizer.colorize_array(source, opts.saturation, hints=hints)
+        return Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
     elif isinstance(source, np.ndarray):
         source = Image.fromarray(source)
     elif not isinstance(source, Image.Image):

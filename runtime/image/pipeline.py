@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import queue
+import stat
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -189,21 +190,24 @@ class PixelBudget:
         self.used -= min(max(0, n), self.capacity)
 
 
+# 16-bit sources take the float L plane, float RGB and 16-bit RGB on the way to a 16-bit PNG: ~3x the memory a pixel
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
 def pixels_of(source: Any) -> int:
-    """A photo's pixel count without decoding it (a file's header; an image's or array's size); 0 if unknown
-    (the worker then finds out what is wrong with it)."""
+    """A photo's cost for the budget without decoding it: its pixel count (from a file's header; an image's or
+    array's size), 3x for 16-bit sources; 0 if unknown (the worker then finds out what is wrong with it). Only
+    regular files are opened here (a named pipe would block)."""
     if isinstance(source, (str, os.PathLike)):
-        from PIL import Image
+        from .imageio import open_unguarded
 
         try:
-            previous = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None  # the header only; read_image applies the real guard
-            try:
-                with Image.open(source) as im:
-                    w, h = im.size
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
-            return w * h
+            if not stat.S_ISREG(os.stat(source).st_mode):
+                return 0
+            with open_unguarded(source) as im:
+                w, h = im.size
+                wide = im.mode in WIDE_MODES
+            return w * h * (3 if wide else 1)
         except Exception:  # not an image, unreadable: the worker reports it
             return 0
     size = getattr(source, "size", None)
@@ -313,7 +317,8 @@ def run_pipeline(colorizer: Any, jobs: Iterable[tuple[Any, int]], work: Callable
         n_workers = 1
     budget = PixelBudget(pixels_in_flight or DEFAULT_PIXELS_IN_FLIGHT)
     batcher = NetworkBatcher(colorizer.network, batch_size(colorizer.backend))
-    stage = Stage(batcher.run, None if count == 1 else 1, Folders(), threading.Event())
+    # One worker: the colour kernel keeps its threads (the Colorizer's); several: one photo per worker, one thread each.
+    stage = Stage(batcher.run, None if n_workers == 1 else 1, Folders(), threading.Event())
     pool = ThreadPoolExecutor(n_workers, thread_name_prefix="colorize-gan")
     done_lock = threading.Lock()
 
@@ -371,5 +376,7 @@ def run_pipeline(colorizer: Any, jobs: Iterable[tuple[Any, int]], work: Callable
         if not ok:  # workers end at their next check, queued network requests fail with Stopped
             stage.stop.set()
             batcher.stop()
-        pool.shutdown(wait=True, cancel_futures=not ok)
-        batcher.close()
+        try:
+            pool.shutdown(wait=True, cancel_futures=not ok)
+        finally:  # even when a second Ctrl-C cuts the wait short: the network thread ends before the backend closes
+            batcher.close()

@@ -117,7 +117,6 @@ def colorize_video(
         # the network + stabilizer + colour kernel (here), RGB -> YUV + the encoder + the muxer (encoder). The
         # encoder thread gets the frames and the side streams' packets in the order they would have been written
         # one at a time, so the file is the same.
-        encoder = stages.Serial(depth=opts.batch_size + 2)
 
         def run_batch() -> None:
             nonlocal n_frames
@@ -145,10 +144,12 @@ def colorize_video(
             L_full = _l_from_frame(frame)
             return (frame, L_full, *colorizer.prepare(L_full))
 
-        take(*decoded(first_frame))
-        prefetch = stages.Prefetch(((f, pk, decoded(f) if f is not None else None) for f, pk in frames),
-                                   depth=opts.batch_size + 2)
+        encoder = stages.Serial(depth=opts.batch_size + 2)
+        prefetch = None
         try:
+            take(*decoded(first_frame))
+            prefetch = stages.Prefetch(((f, pk, decoded(f) if f is not None else None) for f, pk in frames),
+                                       depth=opts.batch_size + 2)
             for frame, packets, item in _chain([(None, early_packets, None)], prefetch):
                 for packet in packets:  # side streams, in demux order
                     t = _to_seconds(packet.pts, packet.time_base)
@@ -167,7 +168,8 @@ def colorize_video(
                 run_batch()
             encoder.finish()
         finally:
-            prefetch.close()
+            if prefetch is not None:
+                prefetch.close()
             encoder.close()  # before the containers close, whatever happened
         writer.flush(out)
         for p in passes.values():

@@ -85,8 +85,8 @@ class Serial:
 
     def _raise(self) -> None:
         if self._error is not None:
+            self._stop.set()  # first: nothing queued after the failure may run once the error is taken
             exc, self._error = self._error, None
-            self._stop.set()
             raise exc
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
