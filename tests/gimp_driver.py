@@ -63,6 +63,9 @@ def _registration(name=PROC):
         "menu_paths": list(proc.get_menu_paths()),
         "image_types": proc.get_image_types(),
         "arguments": [spec.get_name() for spec in proc.get_arguments()],
+        # what the dialog shows before the user changes anything (int / double / string arguments)
+        "defaults": {spec.get_name(): spec.get_default_value() for spec in proc.get_arguments()
+                     if isinstance(spec.get_default_value(), (int, float, str))},
     }
 
 

@@ -255,6 +255,10 @@ def test_procedure_registers(main_run, gimp):
     for arg in ("render-size", "saturation", "backend", "output-mode", "frames", "temporal-strength", "model",
                 "hint-layer"):
         assert arg in reg["arguments"]
+    # The dialog shows the render size the runtime uses by default, not 0 (which read as a bug in real GIMP 3).
+    from runtime.image.colorizer import DEFAULT_RENDER_SIZE
+
+    assert reg["defaults"]["render-size"] == DEFAULT_RENDER_SIZE
     add = main_run["registration_add_hint"]
     assert add["registered"], "python-fu-colorize-gan-add-hint-layer not found in the PDB"
     assert add["menu_label"] == "Colorize (GAN): add hint layer" and add["menu_paths"] == ["<Image>/Filters"]

@@ -33,6 +33,7 @@ except ImportError:  # a plain checkout: plugin/colorize_gan/colorize_gan.py nex
 PROC_NAME = bridge.PROC_NAME
 ADD_HINT_PROC = "python-fu-colorize-gan-add-hint-layer"
 HINT_LAYER_NAME = "Colour hints"  # what "add hint layer" creates and the filter picks by default
+DEFAULT_RENDER_SIZE = 256  # the runtime's (the plug-in does not import the runtime; tests/test_gimp.py checks they agree)
 # Attached to every layer the filter adds (data: the source layer's tattoo), so a re-run can tell its earlier
 # results from the photo: it colorizes the photo, not an earlier result, and stacks the new result on top.
 RESULT_PARASITE = "colorize-gan-result"
@@ -315,8 +316,12 @@ class ColorizeGan(Gimp.PlugIn):
         proc.set_attribution("colorize-gan", "colorize-gan", "2026")
         rw = GObject.ParamFlags.READWRITE
         # Mnemonics avoid the dialog buttons' own (Reset r, Load l, Save s, OK o, Cancel c, Help h).
-        proc.add_int_argument("render-size", "Render si_ze", "Model resolution in pixels (0 = the model's default)",
-                              0, 4096, 0, rw)
+        # The dialog shows the runtime's default render size (runtime.image.colorizer.DEFAULT_RENDER_SIZE, checked by
+        # tests/test_gimp.py) rather than 0, which read as a bug; 0 still means "the default" for scripts.
+        proc.add_int_argument("render-size", "Render si_ze",
+                              f"Long side the network sees, in pixels (default {DEFAULT_RENDER_SIZE}; larger = finer "
+                              "colour regions, ~4x slower per doubling; 0 = the default)",
+                              0, 4096, DEFAULT_RENDER_SIZE, rw)
         proc.add_double_argument("saturation", "Saturatio_n", "Chroma scale (1 = as predicted, 0 = grey)",
                                  0.0, 3.0, 1.0, rw)
         proc.add_choice_argument("backend", "_Backend", "Inference backend (auto = GPU if available, else CPU)",

@@ -19,6 +19,8 @@ VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", 
 WRITABLE = {".jpg": ".jpg", ".jpeg": ".jpg", ".jfif": ".jpg", ".png": ".png", ".tif": ".tif", ".tiff": ".tif", ".webp": ".webp"}
 OUTPUT_FORMATS = ("same", "jpg", "png", "webp", "tif")
 HINT_SUFFIX = ".hints.png"  # NAME.hints.png beside NAME.jpg: that photo's colour hints (runtime/image/hints.py)
+# NAME.ref.jpg (or .jpeg/.png/.webp/.tif/.tiff) beside NAME.jpg: that photo's colour reference (runtime/image/reference.py)
+REFERENCE_SUFFIXES = tuple(".ref" + e for e in (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"))
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Job:
     output: Path | None
     error: str | None = None  # set when the job is known to fail before decoding
     hints: Path | None = None  # colour-hint image: --hints, or the NAME.hints.png sidecar beside the input
+    reference: Path | None = None  # the NAME.ref.jpg sidecar beside the input (a shared --reference is not here)
 
 
 def sidecar(src: Path) -> Path | None:
@@ -35,8 +38,14 @@ def sidecar(src: Path) -> Path | None:
     return side if side.is_file() else None
 
 
+def reference_sidecar(src: Path) -> Path | None:
+    """The colour reference beside an input (``NAME.ref.jpg`` etc. beside ``NAME.EXT``), if there is one."""
+    return next((p for p in (src.with_name(src.stem + s) for s in REFERENCE_SUFFIXES) if p.is_file()), None)
+
+
 def is_sidecar(p: Path) -> bool:
-    return p.name.lower().endswith(HINT_SUFFIX)
+    name = p.name.lower()
+    return name.endswith(HINT_SUFFIX) or name.endswith(REFERENCE_SUFFIXES)
 
 
 def parse_shard(text: str, what: str = "--shard") -> tuple[int, int]:
@@ -165,7 +174,8 @@ def plan(inputs: list[str], output: str, fmt: str = "same", shard: tuple[int, in
             jobs.append(Job(src, dst, f"output name collides with {claimed[_key(dst)]}"))
         else:
             claimed[_key(dst)] = src
-            jobs.append(Job(src, dst, hints=Path(hints).expanduser() if hints else sidecar(src)))
+            jobs.append(Job(src, dst, hints=Path(hints).expanduser() if hints else sidecar(src),
+                            reference=reference_sidecar(src)))
     return jobs
 
 

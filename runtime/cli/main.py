@@ -70,6 +70,11 @@ def image_parser() -> argparse.ArgumentParser:
                    help="colour hints for the one input: an RGBA image of the photo's size whose opaque pixels are hint "
                         "colours (paint a few dots on a transparent layer). For several inputs, put NAME.hints.png beside "
                         "each NAME.jpg: such sidecars are always picked up")
+    p.add_argument("--reference", default=None, metavar="REF.jpg",
+                   help="a colour photo of the same scene, person or object (any size and framing) for every input: "
+                        "where parts of a photo match parts of it, they take its colour; elsewhere the automatic colour "
+                        "stays. Per photo, put NAME.ref.jpg (or .png, .webp, .tif) beside NAME.jpg: such sidecars are "
+                        "always picked up. With hints too, the hints win where they are")
     p.add_argument("--no-mirror", dest="mirror", action="store_false",
                    help="one network pass instead of two (by default the colour is the mean of the network's answers for "
                         "the photo and its mirror image: more faithful, the network part twice as long)")
@@ -188,6 +193,8 @@ def run_images(args: argparse.Namespace) -> int:
             return _fail(f"--hints {args.hints}: no such file")
         if len(args.inputs) != 1 or not os.path.isfile(args.inputs[0]):
             return _fail("--hints takes exactly one input file; for folders put NAME.hints.png beside each NAME.jpg")
+    if args.reference and not os.path.isfile(args.reference):
+        return _fail(f"--reference {args.reference}: no such file")
     jobs = plan(args.inputs, args.output, args.format, shard, args.hints)
     if not jobs:
         print(f"{PROG}: no input images found" + (f" in shard {args.shard}" if shard else ""), file=sys.stderr)
@@ -210,6 +217,11 @@ def run_images(args: argparse.Namespace) -> int:
             if not args.quiet or args.json:
                 print(f"{PROG}: backend {colorizer.backend_name} ({colorizer.backend.device}), "
                       f"render size {colorizer.render_size}", file=sys.stderr)
+            if args.reference:  # prepared once for every input; a bad one stops the run before anything is written
+                try:
+                    args.reference_prepared = colorizer.reference(args.reference)
+                except Exception as exc:  # ImageError, ValueError: one line
+                    return _fail(f"--reference {args.reference}: {one_line(exc, None)}")
         started = time.perf_counter()
         _process(jobs, colorizer, args, finished)
         results = [rec for _, rec in sorted(finished, key=lambda item: item[0])]  # the report in input order
@@ -224,13 +236,16 @@ def run_images(args: argparse.Namespace) -> int:
             colorizer.close()
     counts = {s: sum(r["status"] == s for r in results) for s in ("ok", "skipped", "error")}
     counts["with_hints"] = sum(r["status"] == "ok" and r["hints"] is not None for r in results)
+    counts["with_reference"] = sum(r["status"] == "ok" and r["reference"] is not None for r in results)
     total = time.perf_counter() - started  # wall time of the batch (files overlap, so their own times add up to more)
     if args.json:
         print(json.dumps({"backend": colorizer.backend_name if colorizer else None,
                           "render_size": colorizer.render_size if colorizer else None,
                           "results": results, "summary": {**counts, "seconds": round(total, 3)}}, indent=1))
     if not args.quiet:
-        hinted = f" ({counts['with_hints']} with colour hints)" if counts["with_hints"] else ""
+        extras = [f"{counts['with_hints']} with colour hints"] if counts["with_hints"] else []
+        extras += [f"{counts['with_reference']} with a reference"] if counts["with_reference"] else []
+        hinted = f" ({', '.join(extras)})" if extras else ""
         print(f"{PROG}: {counts['ok']} colorized{hinted}, {counts['skipped']} skipped, {counts['error']} failed in {total:.1f} s",
               file=sys.stderr)
     return 1 if counts["error"] else 0
@@ -272,7 +287,9 @@ def _process(jobs: list, colorizer: Any, args: argparse.Namespace, results: list
     def record(pos: int, status: str = "ok", error: str | None = None, seconds: float = 0.0) -> None:
         job = jobs[pos]
         rec: dict[str, Any] = {"input": str(job.input), "output": str(job.output) if job.output else None,
-                               "hints": str(job.hints) if job.hints else None, "status": status, "error": error,
+                               "hints": str(job.hints) if job.hints else None,
+                               "reference": str(args.reference or job.reference) if (args.reference or job.reference) else None,
+                               "status": status, "error": error,
                                "seconds": round(seconds, 4)}
         if status == "error":
             bar.write(f"{PROG}: {job.input}: {error}", file=sys.stderr)
@@ -289,7 +306,9 @@ def _process(jobs: list, colorizer: Any, args: argparse.Namespace, results: list
             else:
                 todo.append(pos)
         if todo:
-            run_files(colorizer, [FileJob(jobs[i].input, jobs[i].output, jobs[i].hints) for i in todo], opts,
+            shared = getattr(args, "reference_prepared", None)  # --reference, prepared once; else each sidecar
+            run_files(colorizer, [FileJob(jobs[i].input, jobs[i].output, jobs[i].hints, shared or jobs[i].reference)
+                                  for i in todo], opts,
                       lambda k, err, seconds: record(todo[k], "error" if err else "ok", err, seconds), workers=args.workers)
     finally:
         bar.close()  # ends the bar's line, so a message after Ctrl-C starts on its own line

@@ -11,6 +11,7 @@ and stabilise ab between frames (docs/CONTRACTS.md).
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from ..backends.base import Backend, BackendUnavailable, ModelFiles
 from ..backends.registry import backend_class, candidates
 from .color import grey_to_l, rgb_to_l
 from .hint_spread import spread_hints
+from .reference import Reference, apply_reference, prepare_reference
 from .geometry import Geometry, network_input, prepare_l, prepare_src8
 from ..model.bundle import resolve
 from ..model.spec import ModelSpec
@@ -118,18 +120,34 @@ class Colorizer:
             raise HintError("this model takes no colour hints (its spec has hints: false)")
         return net
 
-    def predict_ab(self, net_L: np.ndarray, net_hints: np.ndarray | None = None, network: Any = None) -> np.ndarray:
+    def predict_ab(self, net_L: np.ndarray, net_hints: np.ndarray | None = None, network: Any = None,
+                   reference: Any = None) -> np.ndarray:
         """(N,1,h,w) L [+ (N,3,h,w) hint input] -> (N,2,h,w) ab. No hints is the automatic result, bit for bit.
         With hints, ``hint_mode`` says who follows them: "spread" (the default) takes the network's automatic answer
         and spreads the hints over it along the photo's edges (runtime.image.hint_spread); "network" feeds them to the
         model's hint input and returns its answer (see HINT_MODES). ``network``: what runs :meth:`network` (the batch
-        runner passes its shared network thread, runtime.image.pipeline.NetworkBatcher.run)."""
+        runner passes its shared network thread, runtime.image.pipeline.NetworkBatcher.run). ``reference``: a
+        prepared reference (:meth:`reference`), whose colour is spread in first (runtime.image.reference); hints are
+        followed after it, so where both speak the hints win."""
         network = network or self.network
-        if net_hints is None:
-            return network(net_L, None)
-        if self.hint_mode == "network":
-            return network(net_L, net_hints)
-        return spread_hints(network(net_L, None), net_L, net_hints)
+        ab = network(net_L, net_hints if net_hints is not None and self.hint_mode == "network" else None)
+        if reference is not None:
+            ab = apply_reference(ab, net_L, reference)
+        if net_hints is None or self.hint_mode == "network":
+            return ab
+        return spread_hints(ab, net_L, net_hints)
+
+    def reference(self, image: Any, network: Any = None) -> Reference:
+        """A colour reference (a PIL image, an RGB(A) uint8 array or a path) prepared for :meth:`colorize`'s
+        ``reference``: prepare it once and pass it for every picture it belongs to (a film's frames, a folder).
+        Raises ValueError (one line) for a reference that cannot be read."""
+        if isinstance(image, Reference):
+            return image
+        if isinstance(image, (str, os.PathLike)):
+            from .imageio import read_image
+
+            image = read_image(image).image
+        return prepare_reference(image, self.prepare_src8, network or self.network)
 
     def network(self, net_L: np.ndarray, net_hints: np.ndarray | None = None) -> np.ndarray:
         """The backend's answer; with ``mirror`` (the default) the mean of its answers for the picture and for its
@@ -153,7 +171,7 @@ class Colorizer:
 
     # -- whole images ----------------------------------------------------------------------------
     def colorize_array(self, image: np.ndarray, saturation: float = 1.0, render_size: int | None = None,
-                       hints: Any = None) -> np.ndarray:
+                       hints: Any = None, reference: Any = None) -> np.ndarray:
         """Grey (H, W) or RGB(A) (H, W, 3|4) array -> sRGB float32 (H, W, 3) in [0, 1].
         uint8 and uint16 are scaled by their range; floats are taken as [0, 1]. ``hints``: as :meth:`colorize`."""
         a = np.asarray(image)
@@ -168,10 +186,11 @@ class Colorizer:
             f = np.clip(a.astype(np.float32) / np.float32(scale), 0, 1)
             L = grey_to_l(f) if f.ndim == 2 else rgb_to_l(f)
         net_L, geom = self.prepare(L, render_size)
-        return self.finish(L, self.predict_ab(net_L, self.hint_input(hints, geom))[0], geom, saturation)
+        ref = None if reference is None else self.reference(reference)
+        return self.finish(L, self.predict_ab(net_L, self.hint_input(hints, geom), reference=ref)[0], geom, saturation)
 
     def colorize(self, img: "Image.Image", saturation: float = 1.0, render_size: int | None = None,
-                 hints: Any = None) -> "Image.Image":
+                 hints: Any = None, reference: Any = None) -> "Image.Image":
         """A PIL image of any supported mode -> a colour PIL image of the same size (RGB, or RGBA if
         it had alpha; 16-bit grey inputs give an RGB image quantised to 8 bits: use
         :meth:`colorize_planes` for 16-bit output). EXIF orientation is the caller's business
@@ -179,22 +198,29 @@ class Colorizer:
 
         ``hints`` (models with ``spec.hints``): an RGBA image the size of ``img`` whose opaque pixels are
         hint colours, or a list of points ``(x, y, colour[, radius])`` / runtime.image.hints.HintPoint. None, an
-        empty list or a fully transparent image give the automatic result, bit for bit."""
+        empty list or a fully transparent image give the automatic result, bit for bit.
+
+        ``reference``: a colour photo of the same scene, person or object (any size and framing; a PIL image, array,
+        path, or one prepared with :meth:`reference`): where parts of the picture match parts of it, they take its
+        colour (runtime.image.reference); elsewhere the automatic colour stays. None, or a reference without colour,
+        gives the automatic result, bit for bit. With hints too, the hints win where they are."""
         from . import imageio
 
         planes = imageio.split_luminance(img)
-        rgb = self.colorize_planes(planes, saturation, render_size, bits=8, hints=hints)
+        rgb = self.colorize_planes(planes, saturation, render_size, bits=8, hints=hints, reference=reference)
         return imageio.merge_planes(rgb, planes.alpha)
 
     def colorize_planes(self, planes: Any, saturation: float = 1.0, render_size: int | None = None,
                         bits: int = 8, timings: dict[str, float] | None = None, hints: Any = None, *,
-                        network: Any = None, threads: int | None = None, rgbx: bool = False) -> np.ndarray:
+                        network: Any = None, threads: int | None = None, rgbx: bool = False,
+                        reference: Any = None) -> np.ndarray:
         """The image path, top to bottom, from a decoded picture's luminance planes (runtime.image.imageio.Planes,
         L at full resolution) to uint8 or uint16 RGB. The batch runner wraps it in decoding and encoding
         (runtime.image.jobs.colorize_file), and :meth:`colorize` calls it too; video and GIMP frames use the same
         steps one by one (:meth:`prepare`, :meth:`predict_ab`, :meth:`finish`) to stabilise ab between frames.
         ``network`` and ``threads`` (the colour kernel's; default the Colorizer's): the batch runner's shared
-        network thread and one kernel thread per photo. ``rgbx``: 8-bit output as RGBX (fastcolor.merge)."""
+        network thread and one kernel thread per photo. ``rgbx``: 8-bit output as RGBX (fastcolor.merge).
+        ``reference``: as :meth:`colorize` (prepared once here if it is not a prepared one)."""
         t0 = time.perf_counter()
         # 1. The network's input at the render size (resized, reflect-padded to the size multiple) and its geometry.
         net_L, geom = network_input(planes, self.spec.size_multiple, self._render_size(render_size), bits)
@@ -202,7 +228,8 @@ class Colorizer:
         net_hints = self.hint_input(hints, geom)
         t1 = time.perf_counter()
         # 3. The backend: L -> ab at the render size (with hints: followed as hint_mode says).
-        ab = self.predict_ab(net_L, net_hints, network)[0]
+        ref = None if reference is None else self.reference(reference, network)
+        ab = self.predict_ab(net_L, net_hints, network, ref)[0]
         t2 = time.perf_counter()
         # 4. ab upsampled to full resolution and merged with the full-resolution L -> sRGB, in the C kernel.
         rgb = fastcolor.merge(planes, ab, geom, saturation, bits, threads=threads or self.threads, rgbx=rgbx)
@@ -214,7 +241,7 @@ class Colorizer:
 
     def colorize_many(self, inputs: Any, outputs: Any = None, hints: Any = None, saturation: float = 1.0,
                       quality: int = 92, max_pixels: int | None = 150_000_000, workers: int | None = None,
-                      pixels_in_flight: int | None = None) -> Any:
+                      pixels_in_flight: int | None = None, reference: Any = None) -> Any:
         """Colorize many photos with every core busy; an iterator of runtime.image.jobs.BatchResult, one per input,
         in input order (``index``, ``input``, ``output``, ``image``, ``error``, ``seconds``, ``ok``).
 
@@ -223,7 +250,8 @@ class Colorizer:
         :meth:`colorize` returns it) or one path per input (written atomically in the format its suffix names; a path
         input is handled exactly as the command line does it: ICC profile and EXIF kept, 16-bit PNG for 16-bit
         grey; ``image`` is then None). ``hints``: None or one hint per input
-        (None, an RGBA image, a point list or a hint-image path). A bad input is that result's one-line ``error``;
+        (None, an RGBA image, a point list or a hint-image path). ``reference``: one colour reference for every
+        input (as :meth:`colorize`; prepared once). A bad input is that result's one-line ``error``;
         the rest go on. The pixels are those of :meth:`colorize` / the command line for the same input, bit for bit
         on the CPU backends. Decoding, the network (micro-batches of several photos where that changes no answer,
         larger on GPUs), the colour kernel and encoding overlap on ``workers`` threads (default: cores + 1), and at
@@ -231,7 +259,7 @@ class Colorizer:
         from .jobs import FileOptions, colorize_many
 
         return colorize_many(self, inputs, outputs, hints, FileOptions(saturation, quality, max_pixels or None),
-                             workers=workers, pixels_in_flight=pixels_in_flight)
+                             workers=workers, pixels_in_flight=pixels_in_flight, reference=reference)
 
     def close(self) -> None:
         if self.backend is not None:

@@ -35,6 +35,8 @@ class FileJob:
     # A hint image file (RGBA, the photo's size: --hints or the NAME.hints.png sidecar), or hints already in memory
     # (a point list or an RGBA image: Colorizer.colorize_many).
     hints: Any = None
+    # A colour reference: a file (the NAME.ref.jpg sidecar, prepared here) or one prepared once for a whole batch.
+    reference: Any = None
 
 
 def colorize_file(colorizer: Any, job: FileJob, opts: FileOptions, stage: Stage | None = None) -> str | None:
@@ -47,6 +49,12 @@ def colorize_file(colorizer: Any, job: FileJob, opts: FileOptions, stage: Stage 
     try:
         fmt = format_for(dst)
         decoded = read_image(src, opts.max_pixels)
+        reference = job.reference
+        if isinstance(reference, (str, os.PathLike)):
+            try:
+                reference = colorizer.reference(reference, stage.network if stage else None)
+            except (ImageError, ValueError) as exc:
+                return f"reference {job.reference}: {exc}"
         hints = hints_path
         if isinstance(hints_path, (str, os.PathLike)):
             try:
@@ -59,7 +67,7 @@ def colorize_file(colorizer: Any, job: FileJob, opts: FileOptions, stage: Stage 
         rgbx = fmt in ("JPEG", "WEBP") and planes.alpha is None
         if stage is not None:
             stage.check()
-        rgb = colorizer.colorize_planes(planes, opts.saturation, bits=bits, hints=hints, rgbx=rgbx,
+        rgb = colorizer.colorize_planes(planes, opts.saturation, bits=bits, hints=hints, rgbx=rgbx, reference=reference,
                                         network=stage.network if stage else None,
                                         threads=stage.kernel_threads if stage else None)
     except Stopped:
@@ -142,15 +150,15 @@ class BatchResult:
 
 
 def colorize_item(colorizer: Any, index: int, source: Any, output: Any, hints: Any, opts: FileOptions,
-                  stage: Stage) -> BatchResult:
+                  stage: Stage, reference: Any = None) -> BatchResult:
     t0 = time.perf_counter()
     res = BatchResult(index, source, Path(output) if output is not None else None)
     if isinstance(source, (str, os.PathLike)) and output is not None:  # file to file: exactly the command line's way
         hint = Path(hints) if isinstance(hints, (str, os.PathLike)) else hints
-        res.error = colorize_file(colorizer, FileJob(Path(source), Path(output), hint), opts, stage)
+        res.error = colorize_file(colorizer, FileJob(Path(source), Path(output), hint, reference), opts, stage)
     else:
         try:
-            res.image = _colorize_image(colorizer, source, hints, opts, stage)
+            res.image = _colorize_image(colorizer, source, hints, opts, stage, reference)
             if output is not None:
                 res.error = _write(res.image, Path(output), opts, stage)
                 res.image = None
@@ -166,7 +174,7 @@ def colorize_item(colorizer: Any, index: int, source: Any, output: Any, hints: A
     return res
 
 
-def _colorize_image(colorizer: Any, source: Any, hints: Any, opts: FileOptions, stage: Stage) -> Any:
+def _colorize_image(colorizer: Any, source: Any, hints: Any, opts: FileOptions, stage: Stage, reference: Any) -> Any:
     import numpy as np
     from PIL import Image
 
@@ -178,7 +186,7 @@ def _colorize_image(colorizer: Any, source: Any, hints: Any, opts: FileOptions, 
     elif isinstance(source, np.ndarray) and source.dtype != np.uint8:  # uint16, float: as colorize_array takes them
         if isinstance(hints, (str, os.PathLike)):
             hints = load_hint_image(hints, (source.shape[1], source.shape[0]))
-        rgb = colorizer.colorize_array(source, opts.saturation, hints=hints)
+        rgb = colorizer.colorize_array(source, opts.saturation, hints=hints, reference=reference)
         return Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
     elif isinstance(source, np.ndarray):
         source = Image.fromarray(source)
@@ -189,7 +197,7 @@ def _colorize_image(colorizer: Any, source: Any, hints: Any, opts: FileOptions, 
     planes = split_luminance(source)
     stage.check()
     rgb = colorizer.colorize_planes(planes, opts.saturation, bits=8, hints=hints, network=stage.network,
-                                    threads=stage.kernel_threads)
+                                    threads=stage.kernel_threads, reference=reference)
     return merge_planes(rgb, planes.alpha)
 
 
@@ -205,9 +213,11 @@ def _write(image: Any, dst: Path, opts: FileOptions, stage: Stage) -> str | None
 
 def colorize_many(colorizer: Any, inputs: Iterable[Any], outputs: Iterable[Any] | None = None,
                   hints: Iterable[Any] | None = None, opts: FileOptions = FileOptions(), *,
-                  workers: int | None = None, pixels_in_flight: int | None = None) -> Iterator[BatchResult]:
+                  workers: int | None = None, pixels_in_flight: int | None = None,
+                  reference: Any = None) -> Iterator[BatchResult]:
     """The body of ``Colorizer.colorize_many`` (its docstring says what it does)."""
     inputs = list(inputs)
+    reference = None if reference is None else colorizer.reference(reference)  # once for all
     outs = list(outputs) if outputs is not None else [None] * len(inputs)
     hint_list = list(hints) if hints is not None else [None] * len(inputs)
     if len(outs) != len(inputs) or len(hint_list) != len(inputs):
@@ -215,7 +225,7 @@ def colorize_many(colorizer: Any, inputs: Iterable[Any], outputs: Iterable[Any] 
                          f"{len(hint_list)} hints")
 
     def work(i: int, stage: Stage) -> BatchResult:
-        return colorize_item(colorizer, i, inputs[i], outs[i], hint_list[i], opts, stage)
+        return colorize_item(colorizer, i, inputs[i], outs[i], hint_list[i], opts, stage, reference)
 
     feed = ((i, pixels_of(src)) for i, src in enumerate(inputs))
     for _, result in run_pipeline(colorizer, feed, work, workers=workers, pixels_in_flight=pixels_in_flight,

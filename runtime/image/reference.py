@@ -1,0 +1,140 @@
+"""Colour from a reference photo: "colour it like this one" (issue 19; a first, hand-built matcher).
+
+A reference is a colour photo of the same scene, person or object, in any framing. Its colour reaches the grey
+picture the way hints do: the runtime finds, for each part of the picture, the part of the reference that looks the
+same, takes the reference's colour there as a hint where the match is trusted, and spreads those hints over the
+automatic colour along the picture's edges (runtime/image/hint_spread.py); where nothing matches, the automatic
+colour stays. The reference's luminance is compared with the picture's, never its colour.
+
+How parts are compared. Both pictures go through the network at the render size (the reference once, however many
+pictures use it) and are cut into cells of ``CELL`` x ``CELL`` network pixels. A cell is described by its lightness
+(mean, and the mean over two larger neighbourhoods), its texture (standard deviation and mean gradient of L) and
+what the network makes of it (its automatic a and b: cells the network colours alike are, to it, the same kind of
+thing). Features are scaled so that a difference of 1 is about what separates a match from a near miss.
+
+Which matches are trusted. A cell takes the colour of its nearest reference cell when their feature distance is
+below ``TAU``. Whether the reference as a whole belongs to the picture is judged by mutual matches (a cell whose
+nearest reference cell has that cell, or one as close, as its own nearest): a related reference has many
+(35-78 % of cells on held-out photos, the reference moved, scaled and mirrored), an unrelated one few (0-36 %,
+mostly under 25 %). The reference's contribution is scaled by ``gate`` from 0 at ``GATE_LOW`` mutual matches to
+1 at ``GATE_HIGH``, so an unrelated photo changes little. A reference with no colour (mean chroma under
+``GREY_CHROMA``, the trainer's rule for a greyscale photo) is ignored: the result is the automatic one, bit for bit.
+
+Numpy only; deterministic. The constants were chosen on TRAINING photos (tools/evaluate_reference.py --tune).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .hint_spread import box_mean, spread_hints
+
+CELL = 4  # network pixels per cell side
+TAU = 1.0  # feature distance below which a match is trusted
+MUTUAL_SLACK = 0.15  # a match is mutual if the way back lands on a cell at most this much farther
+GATE_LOW, GATE_HIGH = 0.2, 0.35  # mutual-match fraction at which a reference starts to count / counts fully
+GREY_CHROMA = 4.0  # mean chroma (Lab units) under which a reference has no colour to give
+# Scales of the cell features: lightness, its means over 5x5 and 11x11 cells, texture (std, gradient), automatic a, b.
+SCALES = np.array([8.0, 10.0, 15.0, 4.0, 3.0, 6.0, 6.0], np.float32)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference prepared for matching (``prepare_reference``): its cells' features and colours."""
+
+    features: np.ndarray  # (M, F) float32
+    ab: np.ndarray  # (M, 2) float32: the reference's own colour, mean over each cell
+    colourless: bool  # no colour to give: ignored
+
+
+def _pool(x: np.ndarray, k: int = CELL) -> np.ndarray:
+    """Mean over k x k cells of (..., h, w) (the last rows / columns that do not fill a cell are left out)."""
+    h, w = x.shape[-2] // k, x.shape[-1] // k
+    return x[..., : h * k, : w * k].reshape(*x.shape[:-2], h, k, w, k).mean(axis=(-3, -1))
+
+
+def cell_features(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """Network L (h, w) in [0, 100] and the network's ab (2, h, w) -> cell features (H * W, F), row-major cells."""
+    L = np.asarray(L, np.float32)
+    Lm = _pool(L)
+    sd = np.sqrt(np.maximum(_pool(L * L) - Lm * Lm, 0))
+    gy, gx = np.gradient(L)
+    grad = _pool(np.hypot(gy, gx))
+    near, far = box_mean(Lm[None], 2)[0], box_mean(Lm[None], 5)[0]
+    abm = _pool(np.asarray(ab, np.float32))
+    f = np.stack([Lm, near, far, sd, grad, abm[0], abm[1]]) / SCALES[:, None, None]
+    return np.ascontiguousarray(f.reshape(f.shape[0], -1).T, dtype=np.float32)
+
+
+def prepare_reference(image: Any, prepare_src8: Callable, network: Callable) -> Reference:
+    """A colour reference (PIL image, or uint8 (H, W, 3) RGB array) -> Reference. ``prepare_src8`` and ``network``
+    are the Colorizer's (the reference is seen at the same render size as the pictures)."""
+    from PIL import Image
+
+    from .color import rgb_to_lab
+
+    im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
+    rgb = np.asarray(im.convert("RGB"))
+    net_L, g = prepare_src8(rgb)
+    auto = network(net_L)[0]
+    small = np.asarray(Image.fromarray(rgb).resize((g.w, g.h), Image.Resampling.BILINEAR, reducing_gap=3.0))
+    lab = rgb_to_lab(small.astype(np.float32) / np.float32(255))
+    pad = ((g.top, g.net_h - g.h - g.top), (g.left, g.net_w - g.w - g.left))
+    true_ab = np.stack([np.pad(lab[..., c], pad, mode="reflect") for c in (1, 2)]).astype(np.float32)
+    chroma = float(np.hypot(lab[..., 1], lab[..., 2]).mean())
+    ab = _pool(true_ab).reshape(2, -1).T
+    return Reference(cell_features(net_L[0, 0], auto), np.ascontiguousarray(ab, np.float32), chroma < GREY_CHROMA)
+
+
+def match(ref: Reference, L: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """For each cell of the picture (network L (h, w), automatic ab (2, h, w)): the index of its nearest reference
+    cell, whether that match is trusted, whether it is mutual; and the fraction of mutual trusted matches."""
+    f = cell_features(L, ab)
+    d2 = (f * f).sum(1)[:, None] + (ref.features * ref.features).sum(1)[None] - 2 * f @ ref.features.T
+    np.maximum(d2, 0, out=d2)
+    j = d2.argmin(1)
+    rows = np.arange(len(j))
+    d = np.sqrt(d2[rows, j])
+    trusted = d < TAU
+    back = d2.argmin(0)  # each reference cell's nearest picture cell
+    mutual = trusted & (np.sqrt(d2[back[j], j]) >= d - MUTUAL_SLACK)
+    return j, trusted, mutual, float(mutual.mean()) if len(j) else 0.0
+
+
+def reference_hints(ref: Reference, L: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """The reference's colour as hints on the network grid (1, 3, h, w) [a, b, mask] (one hinted pixel at the centre
+    of each trusted cell) and the gate (0..1) to apply them with; (None, 0) when the reference gives nothing."""
+    if ref.colourless or not len(ref.features):
+        return None, 0.0
+    j, trusted, _, mutual_fraction = match(ref, L, ab)
+    gate = float(np.clip((mutual_fraction - GATE_LOW) / (GATE_HIGH - GATE_LOW), 0.0, 1.0))
+    if gate == 0.0 or not trusted.any():
+        return None, 0.0
+    w = L.shape[1] // CELL
+    ys, xs = np.divmod(np.nonzero(trusted)[0], w)
+    cy, cx = ys * CELL + CELL // 2, xs * CELL + CELL // 2
+    hints = np.zeros((1, 3, *L.shape), np.float32)
+    colours = ref.ab[j[trusted]]
+    hints[0, 0, cy, cx] = colours[:, 0]
+    hints[0, 1, cy, cx] = colours[:, 1]
+    hints[0, 2, cy, cx] = 1.0
+    return hints, gate
+
+
+def apply_reference(ab: np.ndarray, net_L: np.ndarray, ref: Reference | None) -> np.ndarray:
+    """Network ab (N, 2, h, w) and L (N, 1, h, w) -> ab with the reference's colour spread in (each frame on its
+    own); the same array when the reference gives nothing anywhere."""
+    if ref is None:
+        return ab
+    out = None
+    for i in range(ab.shape[0]):
+        hints, gate = reference_hints(ref, net_L[i, 0], ab[i])
+        if hints is None:
+            continue
+        spread = spread_hints(ab[i:i + 1], net_L[i:i + 1], hints)[0]
+        if out is None:
+            out = np.array(ab, dtype=np.float32, copy=True)
+        out[i] = ab[i] + np.float32(gate) * (spread - ab[i])
+    return ab if out is None else out

@@ -1,0 +1,118 @@
+"""Colour from a reference photo (runtime/image/reference.py): the API, the command line, sidecars, bad references."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from runtime import Colorizer
+from runtime.cli.main import main
+from runtime.image.color import rgb_to_lab
+from runtime.image.reference import Reference
+
+
+@pytest.fixture(scope="module")
+def colorizer():
+    with Colorizer.load(None, backend="onnxruntime") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def scene() -> np.ndarray:
+    """A colour photo-like scene: flat regions of clearly different colour and similar lightness, mild texture."""
+    rng = np.random.default_rng(0)
+    h, w = 192, 256
+    img = np.zeros((h, w, 3), np.float32)
+    img[:] = (70, 110, 190)  # blue sky
+    img[90:] = (60, 150, 60)  # green field
+    img[40:150, 150:220] = (190, 60, 50)  # a red house
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _grey(rgb: np.ndarray) -> Image.Image:
+    """The photo's own luminance as a grey picture (CIE L, as the evaluator's grey baseline): Pillow's "L" is a
+    weighted sum of gamma-encoded R, G, B, in which this scene's green field and blue sky have the same grey."""
+    from runtime.image.color import lab_to_rgb
+
+    L = rgb_to_lab(rgb.astype(np.float32) / 255)[..., 0]
+    g = lab_to_rgb(np.stack([L, np.zeros_like(L), np.zeros_like(L)], -1), clip=True)[..., 0]
+    return Image.fromarray((g * 255 + 0.5).astype(np.uint8), "L")
+
+
+def test_the_true_photo_as_reference_gives_back_its_flat_colours(colorizer, scene):
+    grey = _grey(scene)
+    auto = np.asarray(colorizer.colorize(grey))
+    with_ref = np.asarray(colorizer.colorize(grey, reference=Image.fromarray(scene)))
+    truth_ab = rgb_to_lab(scene.astype(np.float32) / 255)[..., 1:]
+    for region in (np.s_[10:30, 10:100], np.s_[120:180, 20:120], np.s_[60:130, 165:205]):  # sky, field, house
+        err_ref = np.abs(rgb_to_lab(with_ref[region].astype(np.float32) / 255)[..., 1:] - truth_ab[region]).mean()
+        err_auto = np.abs(rgb_to_lab(auto[region].astype(np.float32) / 255)[..., 1:] - truth_ab[region]).mean()
+        assert err_ref < 6 and err_ref < err_auto / 2, (region, err_ref, err_auto)
+
+
+def test_a_moved_reference_still_colours_and_a_grey_one_changes_nothing(colorizer, scene):
+    grey = _grey(scene)
+    auto = np.asarray(colorizer.colorize(grey))
+    moved = Image.fromarray(np.ascontiguousarray(scene[20:170, 30:240][:, ::-1])).resize((250, 178))
+    out = np.asarray(colorizer.colorize(grey, reference=moved))
+    house = np.s_[60:130, 165:205]
+    a_house = rgb_to_lab(out[house].astype(np.float32) / 255)[..., 1].mean()
+    assert a_house > 25  # red: the house took the reference's colour although nothing lines up
+    grey_ref = Image.fromarray(scene).convert("L").convert("RGB")
+    prepared = colorizer.reference(grey_ref)
+    assert isinstance(prepared, Reference) and prepared.colourless
+    assert np.array_equal(np.asarray(colorizer.colorize(grey, reference=grey_ref)), auto)  # bit for bit
+
+
+def test_hints_win_where_they_are(colorizer, scene):
+    """With a reference and hints, each hinted network pixel gets exactly its hint's colour (hints are followed after
+    the reference), and a hint changes the colour around it from what the reference alone gave."""
+    from runtime.image.color import grey_to_l
+
+    L = grey_to_l(np.asarray(_grey(scene), np.float32) / 255)
+    net_L, geom = colorizer.prepare(L)
+    hints = colorizer.hint_input([(40, 20, "#e0c040", 3)], geom)
+    ref = colorizer.reference(Image.fromarray(scene))
+    only_ref = colorizer.predict_ab(net_L, reference=ref)[0]
+    both = colorizer.predict_ab(net_L, hints, reference=ref)[0]
+    mask = hints[0, 2] > 0
+    assert mask.any() and np.array_equal(both[:, mask], hints[0, :2][:, mask])
+    assert np.abs(both - only_ref)[:, mask].mean() > 20
+
+
+def test_command_line_reference_and_sidecars(tmp_path, scene, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    _grey(scene).save(src / "a.png")
+    _grey(scene[:, ::-1].copy()).save(src / "b.png")
+    Image.fromarray(scene).save(src / "a.ref.jpg", quality=95)  # a's own reference; b has none
+    (src / "c.png").write_bytes(b"")  # broken input
+    out = tmp_path / "out"
+    assert main([str(src), "-o", str(out), "--json", "-q"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    by_name = {r["input"].rsplit("/", 1)[-1]: r for r in report["results"]}
+    assert set(by_name) == {"a.png", "b.png", "c.png"}  # the sidecar is not an input
+    assert by_name["a.png"]["reference"].endswith("a.ref.jpg") and by_name["b.png"]["reference"] is None
+    assert report["summary"]["with_reference"] == 1
+    (src / "c.png").unlink()
+    (src / "b.ref.png").write_text("not a picture")  # a bad sidecar: that input fails, alone, nothing written
+    out2 = tmp_path / "out2"
+    assert main([str(src), "-o", str(out2), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "b.png: reference" in err and "b.ref.png" in err
+    assert sorted(p.name for p in out2.iterdir()) == ["a.png"]
+    shared = tmp_path / "shared.jpg"
+    Image.fromarray(scene).save(shared)
+    (src / "b.ref.png").unlink()
+    out3 = tmp_path / "out3"
+    assert main([str(src / "b.png"), "-o", str(out3 / "b.png"), "--reference", str(shared), "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["reference"] == str(shared)
+    assert main([str(src / "b.png"), "-o", str(out3), "--reference", str(tmp_path / "none.jpg")]) == 2
+    assert "--reference" in capsys.readouterr().err
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("no")
+    assert main([str(src / "b.png"), "-o", str(tmp_path / "out4"), "--reference", str(bad), "-q"]) == 2
+    assert not (tmp_path / "out4").exists()
