@@ -12,7 +12,7 @@ import pytest
 
 from process_helpers import colorize_gan_command, interrupt_when
 from runtime.video import VideoError, VideoOptions, colorize_video
-from video_helpers import FakeColorizer, probe, write_clip
+from video_helpers import FakeColorizer, grey_pattern, probe, write_clip
 
 QUIET = dict(progress=False)
 VFR_PTS = [0, 40, 80, 200, 240, 500, 540, 580, 700, 1000]  # ms: bursts and gaps
@@ -346,3 +346,80 @@ def test_serial_runs_in_order_and_raises_a_failure_at_the_next_call():
         s.finish()
     s.close()
     assert "after" not in done
+
+
+# -- key frames and references (issue 19) ---------------------------------------------------------------------
+
+def _two_shot_clip(path, colour_frame0):
+    """Shot A (frames 0-7): the grey of a red-and-blue scene, drifting; shot B (8-15): a dark, different pattern.
+    FFV1, lossless, so two runs can be compared frame by frame."""
+    from runtime.image.color import lab_to_rgb, rgb_to_lab
+
+    L = rgb_to_lab(colour_frame0.astype(np.float32) / 255)[..., 0]
+    grey = (lab_to_rgb(np.stack([L, 0 * L, 0 * L], -1), clip=True)[..., 0] * 255 + 0.5).astype(np.uint8)
+    h, w = grey.shape
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("ffv1", rate=12)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv444p"
+        for i in range(16):
+            g = np.roll(grey, i, axis=1) if i < 8 else (grey_pattern(i, w, h)[..., 0] // 3)
+            f = av.VideoFrame.from_ndarray(np.repeat(g[..., None], 3, axis=2), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 12)
+            out.mux(vs.encode(f))
+        out.mux(vs.encode(None))
+
+
+def _decoded(path):
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def test_a_key_frame_colours_its_shot_and_stops_at_the_cut(tmp_path, capsys):
+    from PIL import Image
+
+    from runtime.image.color import rgb_to_lab
+
+    rng = np.random.default_rng(0)
+    scene = np.zeros((64, 96, 3), np.float32)
+    scene[:, :48] = (190, 50, 50)
+    scene[:, 48:] = (60, 90, 190)
+    scene = np.clip(scene + rng.normal(0, 4, scene.shape), 0, 255).astype(np.uint8)
+    clip, key = tmp_path / "clip.mkv", tmp_path / "key.png"
+    _two_shot_clip(clip, scene)
+    Image.fromarray(scene).save(key)
+    common = ["--codec", "ffv1", "--pix-fmt", "yuv444p", "--no-progress", "--backend", "cpu"]
+    assert cli([clip, "-o", tmp_path / "auto.mkv", *common]) == 0
+    assert cli([clip, "-o", tmp_path / "key.mkv", "--keyframe", f"0:{key}", *common]) == 0
+    assert "1 key frames" in capsys.readouterr().err
+    auto, keyed = _decoded(tmp_path / "auto.mkv"), _decoded(tmp_path / "key.mkv")
+    for i in (1, 4, 7):  # shot A: the left half red, as the key frame says
+        a = rgb_to_lab(keyed[i][:, 8:40].astype(np.float32) / 255)[..., 1].mean()
+        assert a > 25, (i, a)
+        assert abs(a - rgb_to_lab(scene[:, 8:40].astype(np.float32) / 255)[..., 1].mean()) < \
+            abs(rgb_to_lab(auto[i][:, 8:40].astype(np.float32) / 255)[..., 1].mean() - a)
+    for i in range(8, 16):  # shot B: after the cut, exactly the automatic colour
+        assert np.array_equal(keyed[i], auto[i]), i
+
+
+def test_export_frame_and_keyframe_arguments(tmp_path, capsys):
+    clip = tmp_path / "c.mkv"
+    write_clip(clip, n_frames=6, codec="ffv1", audio=None)
+    assert cli([clip, "--export-frame", "4", "-o", tmp_path / "f4.png"]) == 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "f4.png") as im:
+        got = np.asarray(im.convert("RGB"))
+    want = _decoded(clip)[4]
+    assert got.shape == want.shape and np.abs(got.astype(int) - want.astype(int)).max() <= 2  # luma of a grey frame
+    capsys.readouterr()
+    assert cli([clip, "--export-frame", "6", "-o", tmp_path / "f6.png"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no frame 6 (the clip has 6 frames)" in err and not (tmp_path / "f6.png").exists()
+    for bad, msg in (("x:key.png", "wants N:IMAGE"), ("3", "wants N:IMAGE"), (f"2:{tmp_path / 'none.png'}", "no such file")):
+        assert cli([clip, "-o", tmp_path / "o.mkv", "--keyframe", bad]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and msg in err, err
+    (tmp_path / "bad.png").write_text("no")
+    assert cli([clip, "-o", tmp_path / "o.mkv", "--keyframe", f"0:{tmp_path / 'bad.png'}", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--keyframe 0:" in err and not (tmp_path / "o.mkv").exists()

@@ -9,6 +9,7 @@ file and no temp file left.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -61,6 +62,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the backend (default: all)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("-y", "--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--keyframe", action="append", default=[], metavar="N:IMAGE",
+                   help="frame N (0 = the first frame colorized) coloured by hand: each frame takes its colour from the "
+                        "nearest key frame before it in the same shot; repeatable. Get the grey frame with --export-frame")
+    p.add_argument("--reference", default=None, metavar="IMAGE",
+                   help="a colour photo of the same scene for the whole clip (frames no key frame covers)")
+    p.add_argument("--export-frame", type=int, default=None, metavar="N",
+                   help="write grey frame N to OUTPUT (an image: .png keeps it lossless) to colour by hand, then stop")
     p.set_defaults(func=run)
     return p
 
@@ -85,12 +93,31 @@ def _run(args: argparse.Namespace) -> int:
         return _error("video needs PyAV: pip install 'colorize-gan[video]'")
     from .pipeline import VideoError, VideoOptions, colorize_video
 
+    out = Path(args.output)
+    if args.export_frame is not None:
+        from .container import export_frame
+
+        if out.exists() and not args.overwrite:
+            return _error(f"{out} exists (pass -y to replace it)")
+        try:
+            w, h = export_frame(args.input, args.export_frame, out, args.start)
+        except VideoError as exc:
+            return _error(str(exc))
+        print(f"{out}: frame {args.export_frame}, {w}x{h} (colour it, then --keyframe {args.export_frame}:{out})",
+              file=sys.stderr)
+        return EXIT_OK
+    try:
+        keyframes = _keyframes(args.keyframe)
+    except ValueError as exc:
+        return _error(str(exc))
+    if args.reference is not None and not os.path.isfile(args.reference):
+        return _error(f"--reference {args.reference}: no such file")
     opts = VideoOptions(
         saturation=args.saturation, stabilize=args.stabilize, strength=args.strength, start=args.start,
         duration=args.duration, codec=args.codec, crf=args.crf, bitrate=args.bitrate, preset=args.preset,
-        pix_fmt=args.pix_fmt, batch_size=args.batch_size, progress=args.progress,
+        pix_fmt=args.pix_fmt, batch_size=args.batch_size, progress=args.progress, keyframes=keyframes,
+        reference=args.reference,
     )
-    out = Path(args.output)
     if out.exists() and not args.overwrite:
         return _error(f"{out} exists (pass -y to replace it)")
     try:
@@ -114,9 +141,25 @@ def _run(args: argparse.Namespace) -> int:
     extra += f", {len(result.reencoded)} re-encoded" if result.reencoded else ""
     extra += f", {len(result.dropped)} DROPPED" if result.dropped else ""
     print(f"{result.output}: {result.frames} frames {result.size[0]}x{result.size[1]} in {result.seconds:.1f} s "
-          f"({result.fps:.2f} fps, backend {colorizer.backend_name}, {result.scene_cuts} scene cuts){extra}",
+          f"({result.fps:.2f} fps, backend {colorizer.backend_name}, {result.scene_cuts} scene cuts"
+          f"{f', {result.keyframes} key frames' if keyframes else ''}){extra}",
           file=sys.stderr)
     return EXIT_OK
+
+
+def _keyframes(specs: list[str]) -> dict[int, str]:
+    """['0:a.png', '1450:b.png'] -> {0: 'a.png', 1450: 'b.png'}; ValueError (one line) for a malformed one."""
+    out: dict[int, str] = {}
+    for spec in specs:
+        number, sep, path = spec.partition(":")
+        if not sep or not number.strip().isdigit() or not path:
+            raise ValueError(f"--keyframe wants N:IMAGE (e.g. 0:frame0_colour.png), got {spec!r}")
+        if int(number) in out:
+            raise ValueError(f"--keyframe {number} given twice")
+        if not os.path.isfile(path):
+            raise ValueError(f"--keyframe {spec}: no such file")
+        out[int(number)] = path
+    return out
 
 
 def _load_colorizer(args: argparse.Namespace):

@@ -359,3 +359,42 @@ def _expected_frames(vs: Any, inp: Any, start: float, end: float) -> int | None:
     if rate and length:
         return max(1, int(round((min(length, end) - start) * float(rate))))
     return None
+
+
+def export_frame(src: str, number: int, dst: str | os.PathLike, start: float = 0.0) -> tuple[int, int]:
+    """Write frame ``number`` (0 = the first frame at or after ``start`` seconds, as ``--keyframe`` counts them) of
+    ``src`` as a grey RGB image file (any format runtime.image.imageio writes; PNG keeps it lossless), the frame to
+    colour by hand (in GIMP, with hint dots) and give back as a key frame. Returns its (width, height); VideoError
+    (one line) when the clip has no such frame; nothing is written then."""
+    import av
+
+    from ..image.imageio import ImageError, format_for, write_image
+
+    if number < 0:
+        raise VideoError(f"--export-frame must be >= 0, got {number}")
+    try:
+        format_for(dst)
+    except ImageError as exc:
+        raise VideoError(f"{dst}: {exc}") from None
+    inp = _open_input(src)
+    try:
+        vs = inp.streams.video[0]
+        vs.thread_type = "AUTO"
+        tb = vs.time_base
+        if start > 0:
+            inp.seek(int(start / tb), stream=vs, backward=True)
+        seen = 0
+        for frame, _ in _iter_video_frames(inp, vs, [], src):
+            t = None if frame is None else _to_seconds(frame.pts, tb)
+            if frame is None or (t is not None and t < start - 1e-6):
+                continue
+            if seen == number:
+                grey = frame.to_ndarray(format="gray")
+                write_image(dst, np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2)))
+                return grey.shape[1], grey.shape[0]
+            seen += 1
+        raise VideoError(f"{src}: no frame {number} (the clip has {seen} frames" + (f" after {start:g} s)" if start else ")"))
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{src}: {exc.strerror or exc}") from None
+    finally:
+        inp.close()

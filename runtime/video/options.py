@@ -23,6 +23,11 @@ class VideoOptions:
     pix_fmt: str | None = None  # None = yuv420p where the encoder has it (plays everywhere)
     batch_size: int = 4
     progress: bool = True
+    # Colour from references (runtime/image/reference.py): key frames, {frame number (0 = the first frame colorized):
+    # a colour image of that frame (path, PIL image or array)}: each frame takes its colour from the nearest key frame
+    # before it in the same shot; ``reference``: one colour image for the frames no key frame covers.
+    keyframes: dict = field(default_factory=dict)
+    reference: object = None
 
     def validate(self) -> None:
         if self.saturation < 0:
@@ -35,6 +40,9 @@ class VideoOptions:
             raise VideoError(f"--duration must be > 0, got {self.duration}")
         if self.batch_size < 1:
             raise VideoError(f"batch size must be >= 1, got {self.batch_size}")
+        bad = [n for n in self.keyframes if not isinstance(n, int) or n < 0]
+        if bad:
+            raise VideoError(f"--keyframe frame numbers must be integers >= 0, got {bad[0]!r}")
         if self.crf is not None and self.crf < 0:
             raise VideoError(f"--crf must be >= 0, got {self.crf}")
 
@@ -49,6 +57,7 @@ class VideoResult:
     reencoded: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # streams the output cannot hold (warned)
     scene_cuts: int = 0
+    keyframes: int = 0  # key frames reached (each colours its shot from there on)
 
     @property
     def fps(self) -> float:

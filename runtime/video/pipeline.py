@@ -28,7 +28,8 @@ import numpy as np
 from ..image import fastcolor
 from .options import VideoError, VideoOptions, VideoResult
 from . import stages
-from .temporal import TemporalStabilizer
+from .temporal import CutDetector, TemporalStabilizer
+from ..image.reference import apply_reference
 from .container import (
     _describe,
     _expected_frames,
@@ -108,6 +109,8 @@ def colorize_video(
         total = _expected_frames(vs, inp, start, end)
         bar = _progress(total, opts.progress)
         stabilizer = TemporalStabilizer(opts.strength if opts.stabilize else 0.0)
+        keyrefs, base_ref = _prepare_references(colorizer, opts)
+        cuts, active, used = CutDetector(), [base_ref], set()  # the reference in force, the key frames reached
         batch: list[tuple[np.ndarray, Any, Any, int, int | None]] = []
         n_frames = 0
         origin_pts = int(round(origin / tb))
@@ -123,7 +126,15 @@ def colorize_video(
             net = np.concatenate([b[1] for b in batch], axis=0)
             ab = colorizer.predict_ab(net)
             for i, (L_full, net_L, geom, pts, dur) in enumerate(batch):
-                ab_i = stabilizer.update(net_L[0, 0], ab[i]) if opts.stabilize else ab[i]
+                ab_i = ab[i]
+                if keyrefs or base_ref is not None:  # a key frame's colour holds until the next key frame or cut
+                    if cuts(net_L[0, 0]):
+                        active[0] = base_ref
+                    if n_frames + i in keyrefs:
+                        active[0] = keyrefs[n_frames + i]
+                        used.add(n_frames + i)
+                    ab_i = apply_reference(ab[i:i + 1], net_L, active[0])[0]
+                ab_i = stabilizer.update(net_L[0, 0], ab_i) if opts.stabilize else ab_i
                 if finish_u8 is not None:
                     rgb8 = finish_u8(L_full, ab_i, geom, saturation=opts.saturation)
                 else:
@@ -172,6 +183,8 @@ def colorize_video(
                 prefetch.close()
             encoder.close()  # before the containers close, whatever happened
         writer.flush(out)
+        for n in sorted(set(keyrefs) - used):
+            log(f"note: key frame {n} is past the last frame colorized ({n_frames} frames): not used")
         for p in passes.values():
             p.flush(out)
         out.close()
@@ -185,6 +198,7 @@ def colorize_video(
             reencoded=[_describe(p.in_stream) for p in passes.values() if p.mode == "reencode"],
             dropped=[_describe(p.in_stream) for p in passes.values() if p.mode == "drop"],
             scene_cuts=stabilizer.cuts,
+            keyframes=len(used),
         )
     except av.error.FFmpegError as exc:
         raise VideoError(f"{src}: {exc.strerror or exc}") from None
@@ -202,6 +216,20 @@ def colorize_video(
         finally:
             if not ok:
                 tmp.unlink(missing_ok=True)
+
+
+def _prepare_references(colorizer: Any, opts: VideoOptions) -> tuple[dict[int, Any], Any]:
+    """The key frames' and the clip's reference, each prepared once (runtime.image.reference); VideoError (one line)
+    for one that cannot be read."""
+    def prepare(what: str, image: Any) -> Any:
+        try:
+            return colorizer.reference(image)
+        except Exception as exc:  # ImageError, ValueError, OSError: the user's file, one line
+            raise VideoError(f"{what}: {exc}") from None
+
+    keyrefs = {n: prepare(f"--keyframe {n}:{img}", img) for n, img in sorted(opts.keyframes.items())}
+    base = None if opts.reference is None else prepare(f"--reference {opts.reference}", opts.reference)
+    return keyrefs, base
 
 
 def _chain(*iterables):

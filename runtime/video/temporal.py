@@ -99,6 +99,32 @@ def luminance_histogram(L: np.ndarray, bins: int = 32) -> np.ndarray:
     return hist / max(1, L.size)
 
 
+def shot_changed(hist: np.ndarray, previous: np.ndarray, threshold: float) -> bool:
+    """Whether two frames' luminance histograms are too far apart to be one shot (total-variation distance)."""
+    return 0.5 * float(np.abs(hist - previous).sum()) > threshold
+
+
+class CutDetector:
+    """Scene cuts in a stream of frames: ``detector(L)`` is True when ``L`` (the model input's L, (h, w)) starts a
+    new shot: the total-variation distance between its luminance histogram and the previous frame's is above
+    ``threshold`` (or the frame size changed). The first frame starts no cut. Shared by the stabilizer and by the
+    video pipeline's key frames (a key frame's colour holds until the next cut)."""
+
+    def __init__(self, threshold: float = 0.3):
+        self.threshold = float(threshold)
+        self.reset()
+
+    def reset(self) -> None:
+        self._hist: np.ndarray | None = None
+        self._shape: tuple[int, ...] | None = None
+
+    def __call__(self, L: np.ndarray) -> bool:
+        hist = luminance_histogram(L)
+        cut = self._hist is not None and (self._shape != L.shape or shot_changed(hist, self._hist, self.threshold))
+        self._hist, self._shape = hist, L.shape
+        return cut
+
+
 class TemporalStabilizer:
     """Recursive, luminance-similarity-weighted, motion-compensated filter of ab at model resolution.
 
@@ -144,7 +170,7 @@ class TemporalStabilizer:
         hist = luminance_histogram(L)
         if self.strength == 0.0 or self._L is None or self._L.shape != L.shape:
             return self._remember(L, ab, hist)
-        if 0.5 * float(np.abs(hist - self._hist).sum()) > self.cut_threshold:
+        if shot_changed(hist, self._hist, self.cut_threshold):
             self.cuts += 1
             return self._remember(L, ab, hist)
 
