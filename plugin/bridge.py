@@ -35,7 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
-PROTOCOL = 2  # 2: optional per-frame colour hints (an older worker would ignore them silently)
+PROTOCOL = 3  # 2: optional per-frame colour hints; 3: an optional colour reference (an older worker would ignore them)
 PROC_NAME = "python-fu-colorize-gan"  # the plug-in's PDB procedure (the installer looks for it in GIMP's pluginrc)
 CONFIG_NAME = "colorize_gan.json"  # written beside the installed plug-in by plugin/installer.py
 PYTHON_ENV = "COLORIZE_GAN_PYTHON"  # overrides the recorded worker Python (tests, troubleshooting)
@@ -183,8 +183,11 @@ def colorize(
     python: str,
     progress: Optional[ProgressFn] = None,
     timeout: Optional[float] = None,
+    reference: Optional["Frame"] = None,
 ) -> Result:
     """Colorize ``frames`` (list of :class:`Frame`) in one worker process (the model is loaded once).
+    ``reference``: a colour picture (a :class:`Frame`: its RGBA pixels) whose colours every frame follows where they
+    match (runtime.image.reference); None = automatic.
 
     ``progress(fraction, message)`` is called from the calling thread. Raises :class:`BridgeError`
     (or :class:`WorkerEnvError`) with the worker's message on any failure.
@@ -195,9 +198,14 @@ def colorize(
     options.validate()
     for frame in frames:
         frame.validate()
+    if reference is not None:
+        reference.validate()
     tmp = tempfile.mkdtemp(prefix="colorize-gan-")  # 0700, unique: private to this call
     try:
         request = {"protocol": PROTOCOL, "options": asdict(options), "frames": []}
+        if reference is not None:
+            request["reference"] = {"width": reference.width, "height": reference.height, "pixels": "reference.rgba"}
+            _write(os.path.join(tmp, "reference.rgba"), reference.rgba)
         for i, frame in enumerate(frames):
             entry = {"width": frame.width, "height": frame.height, "pixels": f"in-{i:04d}.rgba", "output": f"out-{i:04d}.rgba"}
             _write(os.path.join(tmp, entry["pixels"]), frame.rgba)

@@ -75,7 +75,24 @@ def read_request(path: Path) -> dict:
         for key in ("mask", "hints"):
             if entry.get(key) is not None and Path(entry[key]).name != entry[key]:
                 raise RequestError(f"bad file name {entry[key]!r} in the request")
+    ref = request.get("reference")
+    if ref is not None and (not ref.get("pixels") or Path(ref["pixels"]).name != ref["pixels"]):
+        raise RequestError(f"bad file name {ref.get('pixels')!r} in the request")
     return request
+
+
+def _reference(colorizer, folder: Path, request: dict):
+    """The request's colour reference, prepared once for every frame (runtime.image.reference), or None."""
+    ref = request.get("reference")
+    if ref is None:
+        return None
+    import numpy as np
+
+    w, h = int(ref["width"]), int(ref["height"])
+    raw = (folder / ref["pixels"]).read_bytes()
+    if len(raw) != w * h * 4:
+        raise RequestError(f"{ref['pixels']} has {len(raw)} bytes, expected {w * h * 4}")
+    return colorizer.reference(np.frombuffer(raw, dtype=np.uint8).reshape(h, w, 4)[..., :3])
 
 
 def load_colorizer(opts: dict, warnings: list):
@@ -111,6 +128,7 @@ def colorize_frames(request: dict, folder: Path, progress) -> dict:
     started = time.monotonic()
     _emit(progress, event="progress", done=0, total=len(frames), message="loading the model")
     colorizer = load_colorizer(opts, warnings)
+    reference = _reference(colorizer, folder, request)
     stabilizer = None
     if len(frames) > 1 and float(opts.get("temporal", 0.0)) > 0:
         from runtime.video.temporal import TemporalStabilizer
@@ -127,7 +145,7 @@ def colorize_frames(request: dict, folder: Path, progress) -> dict:
             net_L, geom = colorizer.prepare(L)
             net_hints = _hint_input(colorizer, folder, entry, geom)
             hinted += net_hints is not None
-            ab = colorizer.predict_ab(net_L, net_hints)[0]
+            ab = colorizer.predict_ab(net_L, net_hints, reference=reference)[0]
             if stabilizer is not None:
                 ab = stabilizer.update(net_L[0, 0], ab)
             out = np.empty((h, w, 4), dtype=np.uint8)
@@ -147,6 +165,7 @@ def colorize_frames(request: dict, folder: Path, progress) -> dict:
             "frames": len(frames),
             "stabilized": stabilizer is not None,
             "hinted": hinted,  # frames whose hints had at least one hint pixel
+            "reference": reference is not None and not reference.colourless,
             "seconds": round(time.monotonic() - started, 3),
             "warnings": warnings,
         }

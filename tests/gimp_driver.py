@@ -119,6 +119,8 @@ def _run_proc(case, image):
         cfg.set_property(key, value)
     if "hint_layer" in case:
         cfg.set_property("hint-layer", _layer(image, case["hint_layer"]))
+    if "reference_layer" in case:
+        cfg.set_property("reference-layer", _layer(image, case["reference_layer"]))
     res = proc.run(cfg)
     return res.index(0), res.index(1) if res.length() > 1 else None
 

@@ -128,6 +128,25 @@ def test_hints_travel_through_the_bridge(hint_bundle):
     assert np.median(np.abs(lab_out[..., 0] - lab_in[..., 0])) < 1.0, "hints never change the luminance"
 
 
+def test_a_reference_travels_through_the_bridge(tiny_bundle):
+    """A colour reference (GIMP's Reference layer) reaches the worker once and every frame follows it: the frame's
+    own colour version as the reference gives its colour back; a grey reference is no reference (bit for bit)."""
+    frame, rgba = grey_frame()
+    colour = rgba.copy()
+    colour[:, :37, 0], colour[:, :37, 2] = np.clip(rgba[:, :37, 0] * 1.0 + 60, 0, 255), rgba[:, :37, 2] // 2  # red left
+    colour[:, 37:, 2] = np.clip(rgba[:, 37:, 2] * 1.0 + 60, 0, 255)  # blue right
+    options = bridge.Options(model=str(tiny_bundle), backend="cpu")
+    auto = bridge.colorize([frame, frame], options, PY)
+    res = bridge.colorize([frame, frame], options, PY, reference=bridge.Frame(75, 53, colour.tobytes()))
+    grey = bridge.colorize([frame], options, PY, reference=bridge.Frame(75, 53, rgba.tobytes()))
+    assert res.info["reference"] and not grey.info["reference"] and not auto.info["reference"]
+    assert grey.frames[0] == auto.frames[0]
+    for out in res.frames:
+        a = lab(as_array(out, frame))
+        assert a[:, 5:30, 1].mean() > lab(as_array(auto.frames[0], frame))[:, 5:30, 1].mean() + 10  # redder left
+        assert a[:, 45:70, 2].mean() < lab(as_array(auto.frames[0], frame))[:, 45:70, 2].mean() - 10  # bluer right
+
+
 @pytest.mark.parametrize("model", ["hint_bundle", "tiny_bundle"])
 def test_empty_hints_are_the_automatic_result(model, request):
     """Fully transparent hints -- or only faint pixels (alpha < 128) -- give the automatic result to the bit,

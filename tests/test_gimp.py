@@ -492,6 +492,17 @@ def hint_rgba(w: int, h: int, dx: int = 0, dy: int = 0, alpha: int = 255) -> np.
     return out
 
 
+def colour_scene() -> np.ndarray:
+    """hint_scene() in colour, its lightness kept: the square red, the rest blue (a reference for it)."""
+    from runtime.image.color import lab_to_rgb, rgb_to_lab
+
+    L = rgb_to_lab(np.dstack([hint_scene()] * 3).astype(np.float32) / 255)[..., 0]
+    inside = square_mask()
+    a = np.where(inside, 55.0, -5.0).astype(np.float32)
+    b = np.where(inside, 40.0, -35.0).astype(np.float32)
+    return (lab_to_rgb(np.dstack([L, a, b]), clip=True) * 255 + 0.5).astype(np.uint8)
+
+
 def square_mask(margin: int = 0) -> np.ndarray:
     x, y, w, h = SQUARE
     m = np.zeros((H, W), bool)
@@ -509,6 +520,7 @@ def hint_images(tmp_path_factory, images) -> dict:
         Image.fromarray(array).save(paths[name])
 
     save("hintscene", np.dstack([hint_scene()] * 3))
+    save("hintscene_colour", colour_scene())  # the same scene in colour: a reference
     save("hints_full", hint_rgba(W, H))  # image-size layer
     save("hints_part", hint_rgba(100, 90, dx=-20, dy=40))  # smaller, partly off the canvas: offsets (-20, 40)
     # Faint dots (alpha 100 < 128) are no hints: a layer of them is as good as an empty one.
@@ -564,6 +576,12 @@ def hint_cases(img: dict, hints_model: str, plain_model: str, trained: str | Non
         {"name": "frames_hints", "input": img["frame0"], "layers": [*frames, hint], "hint_layer": HINT_NAME,
          "args": {**hm, "frames": True, "temporal-strength": 0.0}},
         {"name": "frames_auto", "input": img["frame0"], "layers": [*frames, hint],
+         "args": {**hm, "frames": True, "temporal-strength": 0.0}},
+        # A reference layer (hidden, in the same image): the photo takes its colours; in frames mode it is no frame.
+        {"name": "reference", "input": img["hintscene"], "drawables": photo, "args": hm, "reference_layer": "Reference",
+         "layers": [{"file": img["hintscene_colour"], "name": "Reference", "visible": False}]},
+        {"name": "frames_reference", "input": img["frame0"], "reference_layer": "Reference",
+         "layers": [*frames, {"file": img["hintscene_colour"], "name": "Reference", "visible": False}],
          "args": {**hm, "frames": True, "temporal-strength": 0.0}},
         # The workflow: the hint layer is the active one (just painted on), an interactive run (no display: no
         # dialog) picks "Colour hints" by itself and colorizes the photo below; run again: the new result goes
@@ -746,3 +764,23 @@ def test_hints_pull_the_object_to_the_hint_colour(request):
     far = ~square_mask(margin=24)
     d_ab = np.hypot(*(lab_h[far][:, 1:] - lab_a[far][:, 1:]).T)
     assert d_ab.mean() < 3.0, f"away from the square the colour moved by {d_ab.mean():.2f} (mean delta ab)"
+
+
+def test_reference_layer_lends_its_colours_and_is_never_a_frame(hint_run):
+    """The dialog's Reference choice: the photo's square takes the reference's red, the rest its blue (against the
+    automatic run of the same model); in frames mode the reference layer is no frame and stays as it was."""
+    from runtime.image.color import rgb_to_lab
+
+    c, auto = case(hint_run, "reference"), case(hint_run, "hints_auto")
+    assert_succeeded(c)
+    result = "Background (colorized)"
+    lab = rgb_to_lab(c.pixels(layer_named(c, result)[0])[..., :3].astype(np.float32) / 255)
+    lab_auto = rgb_to_lab(auto.pixels(layer_named(auto, result)[0])[..., :3].astype(np.float32) / 255)
+    inside, outside = square_mask(), ~square_mask(margin=12)
+    assert lab[..., 1][inside].mean() > lab_auto[..., 1][inside].mean() + 15  # redder square
+    assert lab[..., 2][outside].mean() < lab_auto[..., 2][outside].mean() - 10  # bluer surroundings
+    f = case(hint_run, "frames_reference")
+    assert_succeeded(f)
+    i, meta = layer_named(f, "Reference")
+    j, _ = layer_named(f, "Reference", "before")
+    assert (f.pixels(i) == f.pixels(j, "before")).all(), "the reference layer is not colorized"

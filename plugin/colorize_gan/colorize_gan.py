@@ -69,8 +69,8 @@ def _show_dialog(procedure, config):
 
     GimpUi.init(PROC_NAME)
     dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config, title="Colorize (GAN)")
-    dialog.fill(["hint-layer", "render-size", "saturation", "backend", "output-mode", "frames", "temporal-strength",
-                 "model"])
+    dialog.fill(["hint-layer", "reference-layer", "render-size", "saturation", "backend", "output-mode", "frames",
+                 "temporal-strength", "model"])
     ok = dialog.run()
     dialog.destroy()
     return ok
@@ -129,9 +129,20 @@ def _hint_layer(image, layer):
     return layer
 
 
-def _targets(image, drawables, frames, hint_layer):
-    def is_hints(layer):  # hint layers are never colorized, as frames or as targets
-        return _same(layer, hint_layer) or layer.get_name() == HINT_LAYER_NAME
+def _reference(layer):
+    """The chosen reference layer (of any open image) as a bridge.Frame of its RGBA pixels, or None."""
+    if layer is None:
+        return None
+    if isinstance(layer, Gimp.GroupLayer):
+        raise bridge.BridgeError(f"the reference layer '{layer.get_name()}' is a layer group: choose a plain layer")
+    w, h = layer.get_width(), layer.get_height()
+    rgba = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, RGBA, Gegl.AbyssPolicy.CLAMP)
+    return bridge.Frame(w, h, bytes(rgba))
+
+
+def _targets(image, drawables, frames, hint_layer, reference_layer=None):
+    def is_hints(layer):  # hint layers (and the reference) are never colorized, as frames or as targets
+        return _same(layer, hint_layer) or _same(layer, reference_layer) or layer.get_name() == HINT_LAYER_NAME
 
     if frames:
         # GIMP plays the bottom layer first; get_layers() lists top to bottom.
@@ -241,12 +252,14 @@ def run(procedure, run_mode, image, drawables, config, _data):
     try:
         options = _options(config, frames)
         hint_layer = _hint_layer(image, config.get_property("hint-layer"))
+        reference_layer = config.get_property("reference-layer")
         python = bridge.worker_python(bridge.load_config(_HERE))
-        jobs = _read(image, _targets(image, drawables, frames, hint_layer), options, hint_layer)
+        jobs = _read(image, _targets(image, drawables, frames, hint_layer, reference_layer), options, hint_layer)
         Gimp.progress_init("Colorizing (GAN)...")
         result = bridge.colorize(
             [frame for _l, _r, frame in jobs], options, python,
             progress=lambda fraction, _msg: Gimp.progress_update(fraction),
+            reference=_reference(reference_layer),
         )
         for warning in result.info.get("warnings", []):
             Gimp.message(f"Colorize (GAN): {warning}")
@@ -338,6 +351,11 @@ class ColorizeGan(Gimp.PlugIn):
         proc.add_layer_argument("hint-layer", "H_int layer",
                                 f"Layer whose opaque pixels are colour hints (interactive default: '{HINT_LAYER_NAME}' "
                                 "if the image has one; none = automatic colour)", True, rw)
+        # Last again: a colour picture of the same scene (a layer of this or another open image) whose colours the
+        # picture takes where its parts match; every frame in frames mode. Never colorized itself.
+        proc.add_layer_argument("reference-layer", "R_eference",
+                                "A colour layer (of any open image) of the same scene, person or object: matching "
+                                "parts take its colour (none = automatic colour)", True, rw)
         return proc
 
     def _add_hint_procedure(self, name):
