@@ -116,3 +116,41 @@ def test_command_line_reference_and_sidecars(tmp_path, scene, capsys):
     bad.write_text("no")
     assert main([str(src / "b.png"), "-o", str(tmp_path / "out4"), "--reference", str(bad), "-q"]) == 2
     assert not (tmp_path / "out4").exists()
+
+
+def test_render_size_arrays_chunks_and_network_hint_mode(colorizer, scene, monkeypatch):
+    """A reference is seen at the picture's render size (a prepared one of another size is refused); arrays of any
+    depth are references; matching in chunks gives the matches of one block; with hint_mode="network" hints win too."""
+    from runtime.image import reference as R
+
+    grey = _grey(scene)
+    big = colorizer.colorize(grey, render_size=128, reference=Image.fromarray(scene))  # prepared at 128 inside
+    assert big.size == grey.size
+    prepared = colorizer.reference(Image.fromarray(scene))
+    with pytest.raises(ValueError, match="render size 256"):
+        colorizer.colorize(grey, render_size=128, reference=prepared)
+    as_float = colorizer.reference(scene.astype(np.float32) / 255)
+    as_u16 = colorizer.reference(scene.astype(np.uint16) * 257)
+    assert np.allclose(as_float.ab, prepared.ab, atol=1.0) and np.allclose(as_u16.ab, prepared.ab, atol=1.0)
+    net_L, _ = colorizer.prepare(rgb_to_lab(np.asarray(grey.convert("RGB"), np.float32) / 255)[..., 0])
+    ab = colorizer.network(net_L)[0]
+    whole = R.match(prepared, net_L[0, 0], ab)
+    monkeypatch.setattr(R, "CHUNK", 100)
+    parts = R.match(prepared, net_L[0, 0], ab)
+    assert np.array_equal(whole[0], parts[0]) and np.array_equal(whole[2], parts[2]) and whole[3] == parts[3]
+    with Colorizer.load(None, backend="onnxruntime", hint_mode="network") as net_mode:
+        hints = net_mode.hint_input([(40, 20, "#e0c040", 3)], net_mode.prepare(np.zeros(grey.size[::-1], np.float32))[1])
+        both = net_mode.predict_ab(net_L, hints, reference=prepared)[0]
+        mask = hints[0, 2] > 0
+        assert np.array_equal(both[:, mask], hints[0, :2][:, mask])
+
+
+def test_reference_sidecars_need_their_picture_and_any_case(tmp_path, scene):
+    from runtime.cli.batch import plan
+
+    _grey(scene).save(tmp_path / "IMG_1.JPG")
+    Image.fromarray(scene).save(tmp_path / "IMG_1.ref.JPG")
+    Image.fromarray(scene).save(tmp_path / "holiday.ref.jpg")  # no holiday.* beside it: a picture of its own
+    jobs = {j.input.name: j for j in plan([str(tmp_path)], str(tmp_path / "out"))}
+    assert set(jobs) == {"IMG_1.JPG", "holiday.ref.jpg"}
+    assert jobs["IMG_1.JPG"].reference.name == "IMG_1.ref.JPG" and jobs["holiday.ref.jpg"].reference is None

@@ -423,3 +423,11 @@ def test_export_frame_and_keyframe_arguments(tmp_path, capsys):
     assert cli([clip, "-o", tmp_path / "o.mkv", "--keyframe", f"0:{tmp_path / 'bad.png'}", "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--keyframe 0:" in err and not (tmp_path / "o.mkv").exists()
+
+
+def test_export_frame_into_a_missing_folder_is_one_line(tmp_path, capsys):
+    clip = tmp_path / "c.mkv"
+    write_clip(clip, n_frames=3, codec="ffv1", audio=None)
+    assert cli([clip, "--export-frame", "1", "-o", tmp_path / "nodir" / "f.png"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "output folder does not exist" in err and not (tmp_path / "nodir").exists()

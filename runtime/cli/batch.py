@@ -39,13 +39,26 @@ def sidecar(src: Path) -> Path | None:
 
 
 def reference_sidecar(src: Path) -> Path | None:
-    """The colour reference beside an input (``NAME.ref.jpg`` etc. beside ``NAME.EXT``), if there is one."""
-    return next((p for p in (src.with_name(src.stem + s) for s in REFERENCE_SUFFIXES) if p.is_file()), None)
+    """The colour reference beside an input (``NAME.ref.jpg`` etc. beside ``NAME.EXT``, any letter case), if any."""
+    for suffix in REFERENCE_SUFFIXES:
+        for variant in (suffix, suffix.upper(), ".ref" + suffix[4:].upper()):
+            p = src.with_name(src.stem + variant)
+            if p.is_file():
+                return p
+    return None
 
 
 def is_sidecar(p: Path) -> bool:
+    """A hint image (``NAME.hints.png``), or a reference (``NAME.ref.jpg``) with its picture ``NAME.*`` beside it:
+    not an input of its own. A ``holiday.ref.jpg`` with no ``holiday.*`` beside it is a picture like any other."""
     name = p.name.lower()
-    return name.endswith(HINT_SUFFIX) or name.endswith(REFERENCE_SUFFIXES)
+    if name.endswith(HINT_SUFFIX):
+        return True
+    if not name.endswith(REFERENCE_SUFFIXES):
+        return False
+    stem = p.name[: p.name.lower().rindex(".ref.")]
+    return any(q.is_file() and q.suffix.lower() in IMAGE_EXTS and not q.name.lower().endswith(REFERENCE_SUFFIXES)
+               for q in p.parent.glob(glob.escape(stem) + ".*"))
 
 
 def parse_shard(text: str, what: str = "--shard") -> tuple[int, int]:

@@ -176,6 +176,7 @@ def _fail(message: str) -> int:
 
 
 def run_images(args: argparse.Namespace) -> int:
+    from ..image.imageio import DEFAULT_MAX_PIXELS
     from .batch import parse_shard, plan, shard_from_environment
 
     try:
@@ -219,7 +220,8 @@ def run_images(args: argparse.Namespace) -> int:
                       f"render size {colorizer.render_size}", file=sys.stderr)
             if args.reference:  # prepared once for every input; a bad one stops the run before anything is written
                 try:
-                    args.reference_prepared = colorizer.reference(args.reference)
+                    limit = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
+                    args.reference_prepared = colorizer.reference(args.reference, max_pixels=limit)
                 except Exception as exc:  # ImageError, ValueError: one line
                     return _fail(f"--reference {args.reference}: {one_line(exc, None)}")
         started = time.perf_counter()

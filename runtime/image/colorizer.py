@@ -133,21 +133,28 @@ class Colorizer:
         ab = network(net_L, net_hints if net_hints is not None and self.hint_mode == "network" else None)
         if reference is not None:
             ab = apply_reference(ab, net_L, reference)
-        if net_hints is None or self.hint_mode == "network":
+        if net_hints is None or (self.hint_mode == "network" and reference is None):
             return ab
+        # Spread mode, or network mode with a reference: the hints are spread over the result last, so they win.
         return spread_hints(ab, net_L, net_hints)
 
-    def reference(self, image: Any, network: Any = None) -> Reference:
-        """A colour reference (a PIL image, an RGB(A) uint8 array or a path) prepared for :meth:`colorize`'s
-        ``reference``: prepare it once and pass it for every picture it belongs to (a film's frames, a folder).
-        Raises ValueError (one line) for a reference that cannot be read."""
+    def reference(self, image: Any, network: Any = None, render_size: int | None = None,
+                  max_pixels: int | None = 150_000_000) -> Reference:
+        """A colour reference (a PIL image, an array or a path) prepared for :meth:`colorize`'s ``reference`` at
+        ``render_size`` (default the Colorizer's; pictures must use the same): prepare it once and pass it for every
+        picture it belongs to (a film's frames, a folder). A bad file raises runtime.image.imageio.ImageError, a bad
+        array or a prepared reference of another render size ValueError; each message is one line."""
+        size = self._render_size(render_size)
         if isinstance(image, Reference):
+            if image.render_size and image.render_size != size:
+                raise ValueError(f"the reference was prepared at render size {image.render_size}, the picture is seen "
+                                 f"at {size}: prepare it with render_size={size}")
             return image
         if isinstance(image, (str, os.PathLike)):
             from .imageio import read_image
 
-            image = read_image(image).image
-        return prepare_reference(image, self.prepare_src8, network or self.network)
+            image = read_image(image, max_pixels).image
+        return prepare_reference(image, lambda rgb: self.prepare_src8(rgb, size), network or self.network, size)
 
     def network(self, net_L: np.ndarray, net_hints: np.ndarray | None = None) -> np.ndarray:
         """The backend's answer; with ``mirror`` (the default) the mean of its answers for the picture and for its
@@ -186,7 +193,7 @@ class Colorizer:
             f = np.clip(a.astype(np.float32) / np.float32(scale), 0, 1)
             L = grey_to_l(f) if f.ndim == 2 else rgb_to_l(f)
         net_L, geom = self.prepare(L, render_size)
-        ref = None if reference is None else self.reference(reference)
+        ref = None if reference is None else self.reference(reference, render_size=render_size)
         return self.finish(L, self.predict_ab(net_L, self.hint_input(hints, geom), reference=ref)[0], geom, saturation)
 
     def colorize(self, img: "Image.Image", saturation: float = 1.0, render_size: int | None = None,
@@ -228,7 +235,7 @@ class Colorizer:
         net_hints = self.hint_input(hints, geom)
         t1 = time.perf_counter()
         # 3. The backend: L -> ab at the render size (with hints: followed as hint_mode says).
-        ref = None if reference is None else self.reference(reference, network)
+        ref = None if reference is None else self.reference(reference, network, render_size)
         ab = self.predict_ab(net_L, net_hints, network, ref)[0]
         t2 = time.perf_counter()
         # 4. ab upsampled to full resolution and merged with the full-resolution L -> sRGB, in the C kernel.

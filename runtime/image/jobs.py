@@ -52,7 +52,7 @@ def colorize_file(colorizer: Any, job: FileJob, opts: FileOptions, stage: Stage 
         reference = job.reference
         if isinstance(reference, (str, os.PathLike)):
             try:
-                reference = colorizer.reference(reference, stage.network if stage else None)
+                reference = colorizer.reference(reference, stage.network if stage else None, max_pixels=opts.max_pixels)
             except (ImageError, ValueError) as exc:
                 return f"reference {job.reference}: {exc}"
         hints = hints_path
@@ -217,7 +217,7 @@ def colorize_many(colorizer: Any, inputs: Iterable[Any], outputs: Iterable[Any] 
                   reference: Any = None) -> Iterator[BatchResult]:
     """The body of ``Colorizer.colorize_many`` (its docstring says what it does)."""
     inputs = list(inputs)
-    reference = None if reference is None else colorizer.reference(reference)  # once for all
+    reference = None if reference is None else colorizer.reference(reference, max_pixels=opts.max_pixels)  # once
     outs = list(outputs) if outputs is not None else [None] * len(inputs)
     hint_list = list(hints) if hints is not None else [None] * len(inputs)
     if len(outs) != len(inputs) or len(hint_list) != len(inputs):

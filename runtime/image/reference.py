@@ -20,7 +20,8 @@ first look at 28 photos, 35-78 % of cells with the reference moved, scaled and m
 matches to 1 at ``GATE_HIGH``, so an unrelated photo changes little. A reference with no colour (mean chroma under
 ``GREY_CHROMA``, the trainer's rule for a greyscale photo) is ignored: the result is the automatic one, bit for bit.
 
-Numpy only; deterministic. TAU and the gate were chosen on 40 TRAINING photos (tools/evaluate_reference.py --split
+Numpy only; deterministic on one machine (near-ties between two reference cells may break differently on another
+CPU's arithmetic). TAU and the gate were chosen on 40 TRAINING photos (tools/evaluate_reference.py --split
 training --tune; docs/default-model/reference_tuning.json): of 9 settings, the one with the smallest loss on
 unrelated references (-0.06 dB) that keeps +4.35 dB on related ones. A longer TAU or a lower gate gains ~0.2 dB on
 related references and loses 0.2-0.4 dB on unrelated ones.
@@ -41,7 +42,8 @@ from .hint_spread import box_mean, spread_hints
 
 CELL = 4  # network pixels per cell side
 TAU = 1.0  # feature distance below which a match is trusted
-MUTUAL_SLACK = 0.15  # a match is mutual if the way back lands on a cell at most this much farther
+MUTUAL_SLACK = 0.15  # a match is mutual if no picture cell is closer to its reference cell by more than this
+CHUNK = 2048  # picture cells matched at a time: the distance block stays ~16 MB however large the render size
 GATE_LOW, GATE_HIGH = 0.25, 0.4  # mutual-match fraction at which a reference starts to count / counts fully
 GREY_CHROMA = 4.0  # mean chroma (Lab units) under which a reference has no colour to give
 # Scales of the cell features: lightness, its means over 5x5 and 11x11 cells, texture (std, gradient), automatic a, b.
@@ -55,6 +57,7 @@ class Reference:
     features: np.ndarray  # (M, F) float32
     ab: np.ndarray  # (M, 2) float32: the reference's own colour, mean over each cell
     colourless: bool  # no colour to give: ignored
+    render_size: int = 0  # the render size it was seen at: pictures must be seen at the same one (features are scale-bound)
 
 
 def _pool(x: np.ndarray, k: int = CELL) -> np.ndarray:
@@ -76,15 +79,32 @@ def cell_features(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(f.reshape(f.shape[0], -1).T, dtype=np.float32)
 
 
-def prepare_reference(image: Any, prepare_src8: Callable, network: Callable) -> Reference:
-    """A colour reference (PIL image, or uint8 (H, W, 3) RGB array) -> Reference. ``prepare_src8`` and ``network``
-    are the Colorizer's (the reference is seen at the same render size as the pictures)."""
+def as_rgb8(image: Any) -> np.ndarray:
+    """A PIL image or an array (uint8; uint16 scaled by 65535; float taken as [0, 1]; grey, RGB or RGBA) -> uint8
+    (H, W, 3) RGB."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        scale = 65535.0 if a.dtype == np.uint16 else 1.0
+        a = (np.clip(a.astype(np.float32) / np.float32(scale), 0, 1) * 255 + 0.5).astype(np.uint8)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"a reference must be a grey, RGB or RGBA picture, got an array of shape {a.shape}")
+    return np.ascontiguousarray(a[..., :3])
+
+
+def prepare_reference(image: Any, prepare_src8: Callable, network: Callable, render_size: int = 0) -> Reference:
+    """A colour reference (PIL image or array, see ``as_rgb8``) -> Reference. ``prepare_src8`` (taking the picture)
+    and ``network`` are the Colorizer's, ``render_size`` the size they see it at (recorded: pictures must use it)."""
     from PIL import Image
 
     from .color import rgb_to_lab
 
-    im = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
-    rgb = np.asarray(im.convert("RGB"))
+    rgb = as_rgb8(image)
     net_L, g = prepare_src8(rgb)
     auto = network(net_L)[0]
     small = np.asarray(Image.fromarray(rgb).resize((g.w, g.h), Image.Resampling.BILINEAR, reducing_gap=3.0))
@@ -93,21 +113,29 @@ def prepare_reference(image: Any, prepare_src8: Callable, network: Callable) -> 
     true_ab = np.stack([np.pad(lab[..., c], pad, mode="reflect") for c in (1, 2)]).astype(np.float32)
     chroma = float(np.hypot(lab[..., 1], lab[..., 2]).mean())
     ab = _pool(true_ab).reshape(2, -1).T
-    return Reference(cell_features(net_L[0, 0], auto), np.ascontiguousarray(ab, np.float32), chroma < GREY_CHROMA)
+    return Reference(cell_features(net_L[0, 0], auto), np.ascontiguousarray(ab, np.float32), chroma < GREY_CHROMA,
+                     render_size)
 
 
 def match(ref: Reference, L: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """For each cell of the picture (network L (h, w), automatic ab (2, h, w)): the index of its nearest reference
-    cell, whether that match is trusted, whether it is mutual; and the fraction of mutual trusted matches."""
+    cell, whether that match is trusted, whether it is mutual; and the fraction of mutual trusted matches. The
+    distances are computed ``CHUNK`` picture cells at a time (memory stays small at any render size)."""
     f = cell_features(L, ab)
-    d2 = (f * f).sum(1)[:, None] + (ref.features * ref.features).sum(1)[None] - 2 * f @ ref.features.T
-    np.maximum(d2, 0, out=d2)
-    j = d2.argmin(1)
-    rows = np.arange(len(j))
-    d = np.sqrt(d2[rows, j])
+    r2 = (ref.features * ref.features).sum(1)
+    j = np.empty(len(f), np.int64)
+    d = np.empty(len(f), np.float32)
+    col = np.full(len(ref.features), np.inf, np.float32)  # each reference cell's distance to its nearest picture cell
+    for start in range(0, len(f), CHUNK):
+        fc = f[start:start + CHUNK]
+        d2 = (fc * fc).sum(1)[:, None] + r2[None] - 2 * fc @ ref.features.T
+        np.maximum(d2, 0, out=d2)
+        jc = d2.argmin(1)
+        j[start:start + CHUNK] = jc
+        d[start:start + CHUNK] = np.sqrt(d2[np.arange(len(jc)), jc])
+        np.minimum(col, d2.min(0), out=col)
     trusted = d < TAU
-    back = d2.argmin(0)  # each reference cell's nearest picture cell
-    mutual = trusted & (np.sqrt(d2[back[j], j]) >= d - MUTUAL_SLACK)
+    mutual = trusted & (np.sqrt(col[j]) >= d - MUTUAL_SLACK)
     return j, trusted, mutual, float(mutual.mean()) if len(j) else 0.0
 
 

@@ -376,6 +376,8 @@ def export_frame(src: str, number: int, dst: str | os.PathLike, start: float = 0
         format_for(dst)
     except ImageError as exc:
         raise VideoError(f"{dst}: {exc}") from None
+    if not Path(dst).parent.is_dir():
+        raise VideoError(f"{Path(dst).parent}: output folder does not exist")
     inp = _open_input(src)
     try:
         vs = inp.streams.video[0]
@@ -390,7 +392,10 @@ def export_frame(src: str, number: int, dst: str | os.PathLike, start: float = 0
                 continue
             if seen == number:
                 grey = frame.to_ndarray(format="gray")
-                write_image(dst, np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2)))
+                try:
+                    write_image(dst, np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2)))
+                except (ImageError, OSError) as exc:
+                    raise VideoError(f"cannot write {dst} ({getattr(exc, 'strerror', None) or exc})") from None
                 return grey.shape[1], grey.shape[0]
             seen += 1
         raise VideoError(f"{src}: no frame {number} (the clip has {seen} frames" + (f" after {start:g} s)" if start else ")"))

@@ -110,7 +110,10 @@ def colorize_video(
         bar = _progress(total, opts.progress)
         stabilizer = TemporalStabilizer(opts.strength if opts.stabilize else 0.0)
         keyrefs, base_ref = _prepare_references(colorizer, opts)
-        cuts, active, used = CutDetector(), [base_ref], set()  # the reference in force, the key frames reached
+        for note in _colourless(keyrefs, base_ref):
+            log(note)
+        # the cut detector, the reference in force, the key frames reached
+        cuts, active, used = CutDetector(stabilizer.cut_threshold), [base_ref], set()
         batch: list[tuple[np.ndarray, Any, Any, int, int | None]] = []
         n_frames = 0
         origin_pts = int(round(origin / tb))
@@ -197,7 +200,7 @@ def colorize_video(
             copied=[_describe(p.in_stream) for p in passes.values() if p.mode == "copy"],
             reencoded=[_describe(p.in_stream) for p in passes.values() if p.mode == "reencode"],
             dropped=[_describe(p.in_stream) for p in passes.values() if p.mode == "drop"],
-            scene_cuts=stabilizer.cuts,
+            scene_cuts=stabilizer.cuts if opts.stabilize else cuts.cuts,
             keyframes=len(used),
         )
     except av.error.FFmpegError as exc:
@@ -230,6 +233,14 @@ def _prepare_references(colorizer: Any, opts: VideoOptions) -> tuple[dict[int, A
     keyrefs = {n: prepare(f"--keyframe {n}:{img}", img) for n, img in sorted(opts.keyframes.items())}
     base = None if opts.reference is None else prepare(f"--reference {opts.reference}", opts.reference)
     return keyrefs, base
+
+
+def _colourless(keyrefs: dict[int, Any], base: Any) -> list[str]:
+    """Notes for references with no colour (e.g. an exported grey frame given back uncoloured): they change nothing."""
+    notes = [f"note: key frame {n} has no colour; its shot stays automatic" for n, r in keyrefs.items() if r.colourless]
+    if base is not None and base.colourless:
+        notes.append("note: the --reference has no colour; it changes nothing")
+    return notes
 
 
 def _chain(*iterables):

@@ -112,6 +112,7 @@ class CutDetector:
 
     def __init__(self, threshold: float = 0.3):
         self.threshold = float(threshold)
+        self.cuts = 0  # cuts seen since construction
         self.reset()
 
     def reset(self) -> None:
@@ -122,6 +123,7 @@ class CutDetector:
         hist = luminance_histogram(L)
         cut = self._hist is not None and (self._shape != L.shape or shot_changed(hist, self._hist, self.threshold))
         self._hist, self._shape = hist, L.shape
+        self.cuts += cut
         return cut
 
 
