@@ -222,6 +222,9 @@ def run_images(args: argparse.Namespace) -> int:
                 try:
                     limit = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
                     args.reference_prepared = colorizer.reference(args.reference, max_pixels=limit)
+                    if args.reference_prepared.colourless and not args.quiet:
+                        print(f"{PROG}: note: --reference {args.reference} has no colour; it changes nothing",
+                              file=sys.stderr)
                 except Exception as exc:  # ImageError, ValueError: one line
                     return _fail(f"--reference {args.reference}: {one_line(exc, None)}")
         started = time.perf_counter()
