@@ -8,10 +8,14 @@ installs scikit-image). Each row is scaled to 300 px high.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_sheet import save_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ("chelsea", "astronaut", "coffee")
@@ -36,12 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             panels = [grey.convert("RGB"), c.colorize(grey), original]
             w = round(grey.width * ROW_H / grey.height)
             rows.append([p.resize((w, ROW_H), Image.Resampling.LANCZOS) for p in panels])
-    width = max(3 * r[0].width + 20 for r in rows)
-    sheet = Image.new("RGB", (width, len(rows) * (ROW_H + 10) - 10), "white")
-    for i, row in enumerate(rows):
-        for j, im in enumerate(row):
-            sheet.paste(im, (j * (im.width + 10), i * (ROW_H + 10)))
-    sheet.save(args.output, quality=85)
+    save_rows(rows, args.output)
     print(f"wrote {args.output}")
     return 0
 

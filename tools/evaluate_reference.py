@@ -42,6 +42,7 @@ def moved(rgb8: np.ndarray, rng: np.random.Generator, mirror: bool) -> np.ndarra
 
 def run(colorizer, truths: list[np.ndarray], seed: int = 0, timing: bool = False) -> dict:
     from runtime.image import reference as refmod
+    from runtime.image.color import grey_to_l
     from trainer.evaluate import grey_baseline
     from trainer.metrics import score_image
 
@@ -59,6 +60,8 @@ def run(colorizer, truths: list[np.ndarray], seed: int = 0, timing: bool = False
         auto = colorizer.colorize_array(grey)
         t_auto.append(time.perf_counter() - t)
         rows["auto"].append(score_image(auto, truth))
+        net_L, _ = colorizer.prepare(grey_to_l(grey[..., 0]))  # for the gate each reference gets (the same net input)
+        auto_ab = colorizer.network(net_L)[0]
         for kind, ref_img in refs.items():
             t = time.perf_counter()
             ref = colorizer.reference(ref_img)
@@ -67,8 +70,7 @@ def run(colorizer, truths: list[np.ndarray], seed: int = 0, timing: bool = False
             out = colorizer.colorize_array(grey, reference=ref)
             t_ref.append(time.perf_counter() - t)
             rows[kind].append(score_image(out, truth))
-            net_L, _ = colorizer.prepare(colorizer_l(grey))
-            gates[kind].append(refmod.reference_hints(ref, net_L[0, 0], colorizer.network(net_L)[0])[1])
+            gates[kind].append(refmod.reference_hints(ref, net_L[0, 0], auto_ab)[1])
     out: dict = {"photos": n}
     for kind in rows:
         psnr = np.array([s["psnr"] for s in rows[kind]])
@@ -82,12 +84,6 @@ def run(colorizer, truths: list[np.ndarray], seed: int = 0, timing: bool = False
         out["seconds"] = {"prepare_reference": float(np.median(t_prep)), "automatic": float(np.median(t_auto)),
                           "with_prepared_reference": float(np.median(t_ref))}
     return out
-
-
-def colorizer_l(grey: np.ndarray) -> np.ndarray:
-    from runtime.image.color import grey_to_l
-
-    return grey_to_l(grey[..., 0] if grey.ndim == 3 else grey)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,13 @@ dot ringed in white on the picture so it can be found).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_sheet import save_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "samples" / "coffee_grey.jpg"
@@ -35,12 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     for x, y, colour, r in DOTS:
         draw.ellipse((x - r, y - r, x + r, y + r), fill=colour)
         draw.ellipse((x - r - 4, y - r - 4, x + r + 4, y + r + 4), outline="white", width=2)
-    w, h = photo.size
-    sheet = Image.new("RGB", (3 * w + 20, h), "white")
-    for i, im in enumerate((photo.convert("RGB"), auto, marked)):
-        sheet.paste(im, (i * (w + 10), 0))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.output, quality=85)
+    save_rows([[photo.convert("RGB"), auto, marked]], args.output)
     print(f"wrote {args.output}")
     return 0
 

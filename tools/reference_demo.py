@@ -9,10 +9,14 @@ centre, mirrored and scaled by 0.9 (the stills protocol of tools/evaluate_refere
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_sheet import save_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = (("coffee_grey.jpg", "coffee"), ("astronaut_grey.jpg", "astronaut"))
@@ -46,16 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             grey = Image.open(ROOT / "samples" / grey_name).convert("L")
             ref = moved(getattr(data, original)()[..., :3])
             rows.append([grey.convert("RGB"), c.colorize(grey), ref, c.colorize(grey, reference=ref)])
-    rows = [[fit(im) for im in row] for row in rows]
-    width = max(sum(im.width for im in row) + 10 * (len(row) - 1) for row in rows)
-    sheet = Image.new("RGB", (width, len(rows) * (ROW_H + 10) - 10), "white")
-    for r, row in enumerate(rows):
-        x = 0
-        for im in row:
-            sheet.paste(im, (x, r * (ROW_H + 10)))
-            x += im.width + 10
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.output, quality=85)
+    save_rows([[fit(im) for im in row] for row in rows], args.output)
     print(f"wrote {args.output}")
     return 0
 

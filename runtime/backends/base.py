@@ -7,11 +7,20 @@ conversion: the Colorizer does that around it.
 from __future__ import annotations
 
 import abc
+import os
 
 import numpy as np
 
 from ..model.bundle import ModelFiles  # noqa: F401  (what a backend is built from; re-exported)
 from ..model.spec import HINT_CHANNELS, ModelSpec
+
+
+def available_cores() -> int:
+    """Cores this process may use (affinity-aware: a Slurm task or taskset sees its own)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 class BackendUnavailable(RuntimeError):

@@ -6,20 +6,16 @@ The default on machines without a GPU: measured faster than torch eager on CPU (
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import numpy as np
 
 from ..errors import one_line
-from .base import Backend, BackendUnavailable, ModelFiles, hint_feed
+from .base import Backend, BackendUnavailable, ModelFiles, available_cores, hint_feed
 
 
 def default_threads() -> int:
-    """Cores this process may use (affinity-aware; ORT wants physical cores, we cannot tell SMT apart cheaply)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    """Cores this process may use (ORT wants physical cores, we cannot tell SMT apart cheaply)."""
+    return available_cores()
 
 
 class OnnxRuntimeBackend(Backend):

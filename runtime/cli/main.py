@@ -175,8 +175,14 @@ def _fail(message: str) -> int:
     return 2
 
 
-def run_images(args: argparse.Namespace) -> int:
+def _max_pixels(args: argparse.Namespace) -> int | None:
+    """--max-pixels: the decompression-bomb limit (unset: the default; 0: none)."""
     from ..image.imageio import DEFAULT_MAX_PIXELS
+
+    return DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
+
+
+def run_images(args: argparse.Namespace) -> int:
     from .batch import parse_shard, plan, shard_from_environment
 
     try:
@@ -207,7 +213,7 @@ def run_images(args: argparse.Namespace) -> int:
         problem = _output_folder_problem(d)
         if problem:
             return _fail(f"{d}: {problem}")
-    colorizer = None
+    colorizer = reference = None
     finished: list[tuple[int, dict[str, Any]]] = []
     try:
         if any(not (args.skip_existing and j.output.exists()) for j in runnable):
@@ -220,15 +226,14 @@ def run_images(args: argparse.Namespace) -> int:
                       f"render size {colorizer.render_size}", file=sys.stderr)
             if args.reference:  # prepared once for every input; a bad one stops the run before anything is written
                 try:
-                    limit = DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None)
-                    args.reference_prepared = colorizer.reference(args.reference, max_pixels=limit)
-                    if args.reference_prepared.colourless and not args.quiet:
+                    reference = colorizer.reference(args.reference, max_pixels=_max_pixels(args))
+                    if reference.colourless and not args.quiet:
                         print(f"{PROG}: note: --reference {args.reference} has no colour; it changes nothing",
                               file=sys.stderr)
                 except Exception as exc:  # ImageError, ValueError: one line
                     return _fail(f"--reference {args.reference}: {one_line(exc, None)}")
         started = time.perf_counter()
-        _process(jobs, colorizer, args, finished)
+        _process(jobs, colorizer, args, finished, reference)
         results = [rec for _, rec in sorted(finished, key=lambda item: item[0])]  # the report in input order
     except KeyboardInterrupt:
         # Outputs are written atomically (runtime.image.imageio.write_bytes), so the file being written when Ctrl-C
@@ -276,17 +281,18 @@ def _load_colorizer(args: argparse.Namespace):
                           mirror=args.mirror)
 
 
-def _process(jobs: list, colorizer: Any, args: argparse.Namespace, results: list[tuple[int, dict[str, Any]]]) -> None:
+def _process(jobs: list, colorizer: Any, args: argparse.Namespace, results: list[tuple[int, dict[str, Any]]],
+             reference: Any = None) -> None:
     """Colorize ``jobs`` through the pipelined batch runner (runtime/image/pipeline.py: decoding, the network,
     the colour kernel and encoding of several photos overlap), appending ``(position, record)`` for each job as it
     finishes (from the workers' threads, one at a time), so that after Ctrl-C the caller knows how many are done;
-    the caller sorts them back into input order."""
+    the caller sorts them back into input order. ``reference``: --reference, prepared once (else each photo's
+    NAME.ref.jpg sidecar, if any)."""
     from tqdm import tqdm
 
-    from ..image.imageio import DEFAULT_MAX_PIXELS
     from ..image.jobs import FileJob, FileOptions, run_files
 
-    opts = FileOptions(args.saturation, args.quality, DEFAULT_MAX_PIXELS if args.max_pixels is None else (args.max_pixels or None))
+    opts = FileOptions(args.saturation, args.quality, _max_pixels(args))
     bar = tqdm(total=len(jobs), unit="img", disable=True if args.quiet else None, file=sys.stderr, dynamic_ncols=True)
 
     def record(pos: int, status: str = "ok", error: str | None = None, seconds: float = 0.0) -> None:
@@ -311,8 +317,7 @@ def _process(jobs: list, colorizer: Any, args: argparse.Namespace, results: list
             else:
                 todo.append(pos)
         if todo:
-            shared = getattr(args, "reference_prepared", None)  # --reference, prepared once; else each sidecar
-            run_files(colorizer, [FileJob(jobs[i].input, jobs[i].output, jobs[i].hints, shared or jobs[i].reference)
+            run_files(colorizer, [FileJob(jobs[i].input, jobs[i].output, jobs[i].hints, reference or jobs[i].reference)
                                   for i in todo], opts,
                       lambda k, err, seconds: record(todo[k], "error" if err else "ok", err, seconds), workers=args.workers)
     finally:

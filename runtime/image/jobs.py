@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .imageio import DEFAULT_MAX_PIXELS
-from .pipeline import Folders, Stage, Stopped, pixels_of, run_pipeline
+from .pipeline import Stage, Stopped, pixels_of, run_pipeline
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,11 @@ class FileJob:
 
 def colorize_file(colorizer: Any, job: FileJob, opts: FileOptions, stage: Stage | None = None) -> str | None:
     """Colorize one file (with its hint image, if any); None on success, else the one-line reason. ``stage``:
-    the batch runner's (shared network, stop flag, output folders); None runs it alone."""
+    the batch runner's (shared network, stop flag, output folders); None runs it alone (``Stage.alone``)."""
     from .hints import HintError, load_hint_image
     from .imageio import ImageError, encode_image, format_for, read_image, split_luminance
 
+    stage = stage or Stage.alone(colorizer)
     src, dst, hints_path = job.input, Path(job.output), job.hints
     try:
         fmt = format_for(dst)
@@ -52,7 +53,7 @@ def colorize_file(colorizer: Any, job: FileJob, opts: FileOptions, stage: Stage 
         reference = job.reference
         if isinstance(reference, (str, os.PathLike)):
             try:
-                reference = colorizer.reference(reference, stage.network if stage else None, max_pixels=opts.max_pixels)
+                reference = colorizer.reference(reference, stage.network, max_pixels=opts.max_pixels)
             except (ImageError, ValueError) as exc:
                 return f"reference {job.reference}: {exc}"
         hints = hints_path
@@ -65,11 +66,9 @@ def colorize_file(colorizer: Any, job: FileJob, opts: FileOptions, stage: Stage 
         bits = 16 if planes.bits == 16 and fmt == "PNG" else 8
         # RGBX: JPEG and WebP encoders read it without repacking the pixels (imageio.encode_image).
         rgbx = fmt in ("JPEG", "WEBP") and planes.alpha is None
-        if stage is not None:
-            stage.check()
+        stage.check()
         rgb = colorizer.colorize_planes(planes, opts.saturation, bits=bits, hints=hints, rgbx=rgbx, reference=reference,
-                                        network=stage.network if stage else None,
-                                        threads=stage.kernel_threads if stage else None)
+                                        network=stage.network, threads=stage.kernel_threads)
     except Stopped:
         raise
     except ImageError as exc:
@@ -82,8 +81,7 @@ def colorize_file(colorizer: Any, job: FileJob, opts: FileOptions, stage: Stage 
         if os.environ.get("COLORIZE_GAN_DEBUG"):
             raise
         return f"unexpected error {type(exc).__name__}: {_first_line(exc)}"
-    if stage is not None:
-        stage.check()
+    stage.check()
     try:
         data = encode_image(rgb, fmt, planes.alpha, opts.quality, decoded.icc, decoded.exif)
     except ImageError as exc:
@@ -97,11 +95,7 @@ def colorize_file(colorizer: Any, job: FileJob, opts: FileOptions, stage: Stage 
             raise
         return f"cannot write {dst} ({type(exc).__name__}: {_first_line(exc)})"
     del rgb, planes, decoded
-    if stage is not None:
-        stage.check()
-    if stage is None:
-        return Folders().commit(dst, data)
-    return stage.folders.commit(dst, data, stage.stop)
+    return stage.folders.commit(dst, data, stage.stop)  # checks the stop flag under its lock
 
 
 def _first_line(exc: BaseException) -> str:

@@ -30,7 +30,6 @@ import os
 import queue
 import stat
 import threading
-import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +37,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from . import fastcolor
-from .geometry import network_input
+from ..backends.base import available_cores
 
 # Photos in flight at once, counted in pixels: ~10 bytes a pixel of working memory (source, RGB(X) out, the
 # encoder's copy, encoded bytes), so ~1 GB. A photo larger than this runs alone.
@@ -53,13 +51,6 @@ GPU_BATCH = 16
 
 class Stopped(Exception):
     """Raised inside a worker when the batch was stopped (Ctrl-C, a fatal error elsewhere)."""
-
-
-def cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 # -- the network stage ------------------------------------------------------------------------------
@@ -88,7 +79,6 @@ class NetworkBatcher:
         self.max_batch = max(1, int(max_batch))
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._stopped = False
-        self.calls = 0  # network calls made (tests, benchmarks)
         self._thread = threading.Thread(target=self._loop, name="colorize-gan-network", daemon=True)
         self._thread.start()
 
@@ -137,7 +127,6 @@ class NetworkBatcher:
             if batch[0].net_hints is not None:
                 hints = batch[0].net_hints if len(batch) == 1 else np.concatenate([r.net_hints for r in batch])
             ab = self._network(L, hints)
-            self.calls += 1
             start = 0
             for r in batch:
                 n = r.net_L.shape[0]
@@ -176,14 +165,12 @@ class PixelBudget:
     def __init__(self, capacity: int):
         self.capacity = max(1, int(capacity))
         self.used = 0
-        self.peak = 0
 
     def try_take(self, n: int) -> bool:
         n = min(max(0, n), self.capacity)
         if self.used and self.used + n > self.capacity:
             return False
         self.used += n
-        self.peak = max(self.peak, self.used)
         return True
 
     def give(self, n: int) -> None:
@@ -296,6 +283,11 @@ class Stage:
         if self.stop.is_set():
             raise Stopped()
 
+    @classmethod
+    def alone(cls, colorizer: Any) -> "Stage":
+        """One photo outside a batch: the Colorizer's own network and kernel threads, a stop flag never set."""
+        return cls(colorizer.network, None, Folders(), threading.Event())
+
 
 def run_pipeline(colorizer: Any, jobs: Iterable[tuple[Any, int]], work: Callable[[Any, Stage], Any], *,
                  workers: int | None = None, pixels_in_flight: int | None = None, ordered: bool = False,
@@ -312,7 +304,7 @@ def run_pipeline(colorizer: Any, jobs: Iterable[tuple[Any, int]], work: Callable
     Stops at the first BaseException a worker raises (a bug, or a KeyboardInterrupt) and at Ctrl-C in the
     caller's thread: queued jobs are dropped, running ones end at their next stage without writing, the
     network thread ends, and the exception is re-raised here."""
-    n_workers = max(1, workers or cores() + 1)
+    n_workers = max(1, workers or available_cores() + 1)
     if count == 1:
         n_workers = 1
     budget = PixelBudget(pixels_in_flight or DEFAULT_PIXELS_IN_FLIGHT)

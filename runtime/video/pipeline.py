@@ -113,7 +113,7 @@ def colorize_video(
         for note in _colourless(keyrefs, base_ref):
             log(note)
         # the cut detector, the reference in force, the key frames reached
-        cuts, active, used = CutDetector(stabilizer.cut_threshold), [base_ref], set()
+        cuts, active, used = CutDetector(stabilizer.cut_threshold), base_ref, set()
         batch: list[tuple[np.ndarray, Any, Any, int, int | None]] = []
         n_frames = 0
         origin_pts = int(round(origin / tb))
@@ -125,18 +125,18 @@ def colorize_video(
         # one at a time, so the file is the same.
 
         def run_batch() -> None:
-            nonlocal n_frames
+            nonlocal n_frames, active
             net = np.concatenate([b[1] for b in batch], axis=0)
             ab = colorizer.predict_ab(net)
             for i, (L_full, net_L, geom, pts, dur) in enumerate(batch):
                 ab_i = ab[i]
                 if keyrefs or base_ref is not None:  # a key frame's colour holds until the next key frame or cut
                     if cuts(net_L[0, 0]):
-                        active[0] = base_ref
+                        active = base_ref
                     if n_frames + i in keyrefs:
-                        active[0] = keyrefs[n_frames + i]
+                        active = keyrefs[n_frames + i]
                         used.add(n_frames + i)
-                    ab_i = apply_reference(ab[i:i + 1], net_L, active[0])[0]
+                    ab_i = apply_reference(ab[i:i + 1], net_L, active)[0]
                 ab_i = stabilizer.update(net_L[0, 0], ab_i) if opts.stabilize else ab_i
                 if finish_u8 is not None:
                     rgb8 = finish_u8(L_full, ab_i, geom, saturation=opts.saturation)
