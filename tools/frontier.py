@@ -2,7 +2,7 @@
 
     python tools/frontier.py --data ../shared/data/mix ../shared/data/photos --val-count 1000 10 \
         [--model BUNDLE] [--count 300] [--saturations 0.6 0.8 1.0 1.2 1.4 1.6] \
-        [--json docs/default-model/frontier.json] [--plot docs/default-model/frontier.png]
+        [--temperatures 0.25 0.38 0.5 0.7 1.0] [--json docs/default-model/frontier.json] [--plot docs/default-model/frontier.png]
 
 One served operating point (CF ratio 0.85 at +0.4 dB, say) hides the trade a model makes: more saturation buys
 colourfulness with PSNR. For ``--count`` photos evenly spaced over the run's validation split (held out), each
@@ -11,6 +11,11 @@ colorized once as served (default render size, mirror averaging) and finished at
 and CF ratio (mean colourfulness of the results over that of the truths), for all photos and for the most colourful
 quarter (by the truth's colourfulness), where a dull model loses most. ``--plot`` draws CF ratio against PSNR gain,
 one line per subset (and one per ``--model`` given twice: e.g. old and new default).
+
+A model with a distribution head (spec.ab_head) has a second knob, the temperature of its annealed mean, which moves
+saturation where the model is sure and leaves it where it is not: ``--temperatures`` draws that model's line over
+temperatures instead (saturation 1, the network run once per temperature with that temperature in its spec, on the
+torch backend). Models may be bundles or trainer checkpoints (run folders).
 """
 from __future__ import annotations
 
@@ -25,7 +30,25 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def frontier(model: str | None, photos: list[Path], saturations: list[float]) -> dict:
+def with_temperature(model: str | None, temperature: float, folder: Path) -> str:
+    """A trainer-style model folder serving ``model``'s weights at ``temperature`` (a symlink and a spec.json)."""
+    import dataclasses
+
+    from runtime.model.bundle import resolve
+
+    files = resolve(model)
+    if files.spec.ab_head != "distribution" or files.weights is None:
+        raise SystemExit(f"frontier: {model or 'the default'}: --temperatures needs a distribution head and .safetensors weights")
+    out = folder / f"t{temperature:g}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "spec.json").write_text(dataclasses.replace(files.spec, ab_temperature=temperature).to_json())
+    link = out / "generator.safetensors"
+    if not link.exists():
+        link.symlink_to(Path(files.weights).resolve())
+    return str(out)
+
+
+def frontier(model: str | None, photos: list[Path], saturations: list[float], label: str | None = None) -> dict:
     from tqdm import tqdm
 
     from runtime import Colorizer
@@ -35,7 +58,7 @@ def frontier(model: str | None, photos: list[Path], saturations: list[float]) ->
     from trainer.metrics import ciede2000 as de2000
     from runtime.image.color import rgb_to_lab
 
-    c = Colorizer.load(model, backend="onnxruntime")
+    c = Colorizer.load(model, backend="cpu")
     rows = []  # per photo: cf_truth, psnr_grey, then per saturation (psnr, ciede2000, cf)
     for path in tqdm(photos, desc=f"frontier {model or 'default'}", unit="img", file=sys.stderr):
         truth = load_colour(path)
@@ -54,7 +77,7 @@ def frontier(model: str | None, photos: list[Path], saturations: list[float]) ->
     c.close()
     cf_truth = np.array([r[0] for r in rows])
     quarter = cf_truth >= np.percentile(cf_truth, 75)
-    out: dict = {"model": model or "embedded default", "photos": len(rows), "saturations": saturations, "subsets": {}}
+    out: dict = {"model": label or model or "embedded default", "photos": len(rows), "saturations": saturations, "subsets": {}}
     for name, sel in (("all", np.ones(len(rows), bool)), ("most colourful quarter", quarter)):
         grey_psnr = float(np.mean([r[1] for r, k in zip(rows, sel) if k]))
         points = []
@@ -62,9 +85,28 @@ def frontier(model: str | None, photos: list[Path], saturations: list[float]) ->
             p = np.array([r[2][i][0] for r, k in zip(rows, sel) if k])
             d = np.array([r[2][i][1] for r, k in zip(rows, sel) if k])
             cf = np.array([r[2][i][2] for r, k in zip(rows, sel) if k])
-            points.append({"saturation": s, "psnr": float(p.mean()), "psnr_gain_over_grey": float(p.mean() - grey_psnr),
+            points.append({"saturation": s, "setting": f"{s:g}", "psnr": float(p.mean()), "psnr_gain_over_grey": float(p.mean() - grey_psnr),
                            "ciede2000": float(d.mean()), "cf_ratio": float(cf.mean() / cf_truth[sel].mean())})
         out["subsets"][name] = {"photos": int(sel.sum()), "grey_psnr": grey_psnr, "points": points}
+    return out
+
+
+def is_distribution(model: str | None) -> bool:
+    from runtime.model.bundle import resolve
+
+    return resolve(model).spec.ab_head == "distribution"
+
+
+def temperature_frontier(model: str | None, photos: list[Path], temperatures: list[float]) -> dict:
+    """One report whose points are the temperatures (saturation 1)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = [frontier(with_temperature(model, t, Path(tmp)), photos, [1.0]) for t in temperatures]
+    out = {**parts[0], "model": f"{model or 'embedded default'} (temperatures)", "temperatures": temperatures}
+    for name, sub in out["subsets"].items():
+        sub["points"] = [{**part["subsets"][name]["points"][0], "temperature": t, "setting": f"T{t:g}"}
+                         for t, part in zip(temperatures, parts)]
     return out
 
 
@@ -98,7 +140,7 @@ def plot(reports: list[dict], path: Path) -> None:
             d.line(line, fill=colours[k % 4], width=2)
             for (px, py), p in zip(line, sub["points"]):
                 d.ellipse((px - 3, py - 3, px + 3, py + 3), fill=colours[k % 4])
-                d.text((px + 4, py - 12), f"{p['saturation']:g}", fill=colours[k % 4])
+                d.text((px + 4, py - 12), p.get("setting", f"{p['saturation']:g}"), fill=colours[k % 4])
             n_lines = sum(len(x["subsets"]) for x in reports)
             d.text((M + 8, H - M - 8 - 14 * (n_lines - k)), f"{r['model']}: {name}", fill=colours[k % 4])
             k += 1
@@ -113,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--count", type=int, default=300)
     ap.add_argument("--saturations", type=float, nargs="+", default=[0.6, 0.8, 1.0, 1.2, 1.4, 1.6])
+    ap.add_argument("--temperatures", type=float, nargs="+", default=None,
+                    help="distribution-head models: a line over these annealed-mean temperatures (saturation 1) instead")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -121,12 +165,13 @@ def main(argv: list[str] | None = None) -> int:
 
     val = split_folders(args.data, args.val_count, None, args.seed)[1]
     photos = val[:: max(1, len(val) // args.count)][: args.count]
-    reports = [frontier(m, photos, args.saturations) for m in (args.model or [None])]
+    reports = [temperature_frontier(m, photos, args.temperatures) if args.temperatures and is_distribution(m)
+               else frontier(m, photos, args.saturations) for m in (args.model or [None])]
     for r in reports:
         for name, sub in r["subsets"].items():
             print(f"{r['model']}, {name} ({sub['photos']} photos, grey {sub['grey_psnr']:.2f} dB):")
             for p in sub["points"]:
-                print(f"  saturation {p['saturation']:.1f}: PSNR {p['psnr']:.2f} ({p['psnr_gain_over_grey']:+.2f} dB), "
+                print(f"  {'T' if 'temperature' in p else 'saturation'} {p['setting']}: PSNR {p['psnr']:.2f} ({p['psnr_gain_over_grey']:+.2f} dB), "
                       f"CIEDE2000 {p['ciede2000']:.2f}, CF ratio {p['cf_ratio']:.3f}")
     if args.json:
         args.json.write_text(json.dumps(reports if len(reports) > 1 else reports[0], indent=2) + "\n")

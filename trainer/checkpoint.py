@@ -113,6 +113,26 @@ def load_spec(path: str | Path) -> ModelSpec:
     return ModelSpec.from_json((resolve(path) / "spec.json").read_text())
 
 
+def init_source(path: str | Path) -> tuple[ModelSpec, Path, Path | None]:
+    """What ``--init`` starts from: a checkpoint or run folder, or a model bundle (e.g. the embedded default's
+    ``runtime/model/weights/default.json``, whose weights are float16 safetensors) -> (spec, weights, checkpoint
+    folder or None)."""
+    try:
+        folder = resolve(path)
+    except FileNotFoundError:
+        from runtime.model.bundle import ModelError
+        from runtime.model.bundle import resolve as resolve_bundle
+
+        try:
+            files = resolve_bundle(path)
+        except ModelError as exc:
+            raise FileNotFoundError(str(exc)) from None
+        if files.weights is None:
+            raise FileNotFoundError(f"{path}: the bundle has no .safetensors weights to start from") from None
+        return files.spec, Path(files.weights), None
+    return load_spec(folder), inference_weights(folder), folder
+
+
 def inference_weights(path: str | Path) -> Path:
     """The weights to colorize with: the EMA copy when the checkpoint has one, else the trained weights."""
     path = resolve(path)

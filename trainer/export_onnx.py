@@ -31,6 +31,7 @@ OPSET = 18  # pinned: TensorRT 10 parses 9-20, ORT >= 1.17 runs 18
 FP32_TOLERANCE = 0.05  # ab units; float reordering only
 FP16_TOLERANCE = 3.0  # ab units; FP16 weights + compute, well below visible (~2.3 is one JND in Lab)
 MAX_SIDE = 8192
+FLOAT32_BUFFERS = ("distribution.centres", "distribution.log_prior")
 
 
 def load_checkpoint(path: Path):
@@ -188,9 +189,11 @@ def parity(served, spec: ModelSpec, onnx_paths: dict[str, Path], images: list[np
 
 
 def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None, weights_dtype: str = "float16",
-                  render_size: int = 256, ab_gain: float | None = None) -> dict[str, float]:
+                  render_size: int = 256, ab_gain: float | None = None, ab_temperature: float | None = None,
+                  ab_prior_alpha: float | None = None) -> dict[str, float]:
     """Write the bundle for ``checkpoint`` at stem ``out``; returns the parity figures. ``ab_gain``: the served
-    chroma gain written into the bundle's spec (None keeps the checkpoint's, normally 1.0)."""
+    chroma gain written into the bundle's spec (None keeps the checkpoint's, normally 1.0); ``ab_temperature`` and
+    ``ab_prior_alpha``: a distribution head's served decoding (None keeps the checkpoint's)."""
     import torch
     from safetensors.torch import save_file
 
@@ -203,11 +206,15 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
     except FileNotFoundError as exc:
         raise SystemExit(f"colorize-gan-export: {exc}") from None
     spec, gen = load_checkpoint(checkpoint)
-    if ab_gain is not None:
+    served_options = {k: float(v) for k, v in (("ab_gain", ab_gain), ("ab_temperature", ab_temperature),
+                                               ("ab_prior_alpha", ab_prior_alpha)) if v is not None}
+    if served_options:
         import dataclasses
 
+        if spec.ab_head != "distribution" and set(served_options) - {"ab_gain"}:
+            raise SystemExit("colorize-gan-export: --ab-temperature and --ab-prior-alpha need a model with a distribution head")
         try:
-            spec = dataclasses.replace(spec, ab_gain=float(ab_gain))
+            spec = dataclasses.replace(spec, **served_options)
         except ValueError as exc:
             raise SystemExit(f"colorize-gan-export: {exc}") from None
         gen.spec = spec
@@ -223,7 +230,9 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
         add_metadata(paths[key], spec, {"colorize_gan.precision": "fp16" if key == "onnx_fp16" else "fp32",
                                         "colorize_gan.exporter": exporters[key]})
     dtype = torch.float16 if weights_dtype == "float16" else torch.float32
-    state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in gen.state_dict().items()}
+    # The distribution head's bin centres and prior stay float32: they are the decoding, not learned weights.
+    state = {k: (v.to(dtype) if v.is_floating_point() and k not in FLOAT32_BUFFERS else v).contiguous()
+             for k, v in gen.state_dict().items()}
     save_file(state, str(paths["weights"]), metadata={"spec": spec.to_json()})
 
     images = load_parity_images(parity_images)
@@ -261,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ab-gain", type=float, default=None,
                     help="served chroma gain written into the bundle's spec (tools/calibrate_chroma.py measures one on "
                          "training photos; default: the checkpoint's, 1.0)")
+    ap.add_argument("--ab-temperature", type=float, default=None,
+                    help="distribution head: the served annealed-mean temperature (lower = more vivid where the model "
+                         "is sure; default: the checkpoint's)")
+    ap.add_argument("--ab-prior-alpha", type=float, default=None,
+                    help="distribution head: served prior correction, 0-1 (default: the checkpoint's, 0)")
     ap.add_argument("--weights-dtype", choices=("float16", "float32"), default="float16",
                     help="storage dtype of NAME.safetensors (float16 halves its size; loaded as float32)")
     args = ap.parse_args(argv)
@@ -270,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.parity_images is not None and not args.parity_images.is_dir():
         print(f"colorize-gan-export: {args.parity_images}: not a directory", file=sys.stderr)
         return 2
-    worst = export_bundle(args.checkpoint, args.output, args.parity_images, args.weights_dtype, args.render_size, args.ab_gain)
+    worst = export_bundle(args.checkpoint, args.output, args.parity_images, args.weights_dtype, args.render_size, args.ab_gain,
+                          args.ab_temperature, args.ab_prior_alpha)
     print(f"parity (ORT CPU vs torch, max |delta ab|): FP32 {worst['onnx']:.2e}, FP16 {worst['onnx_fp16']:.3f}")
     stem = bundle_stem(args.output)
     for p in bundle_paths(stem).values():

@@ -7,6 +7,10 @@
 A hint-taking generator gets the simulated hints too (``fake = G(L, hints)``); D still judges (L, ab).
 
 With ``gan=False`` (the pretraining phase) only the L1 term trains G and D is not touched.
+
+A generator with a distribution head (``dist_loss`` given) is trained on its logits with the rebalanced
+cross-entropy (trainer/colour_classes.py) times ``lambda_ce``; ``fake`` is their decoding (the served annealed
+mean), which D judges and whose L1 is logged (and added times ``lambda_l1``, 0 for a pure distribution loss).
 D is not wrapped in DDP (it runs twice per step, which DDP's reducer does not allow); under
 torch.distributed its gradients are averaged by hand instead.
 """
@@ -21,6 +25,12 @@ from torch import nn
 from .networks import GANLoss
 
 
+def decode(G: nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """A distribution head's logits -> the served ab of a (maybe DDP-wrapped) generator."""
+    g = G.module if isinstance(G, nn.parallel.DistributedDataParallel) else G
+    return g.distribution.decode_full(logits, g.spec)
+
+
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
@@ -30,7 +40,7 @@ class GANStep:
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *, lambda_l1: float = 100.0,
                  gan_mode: str = "vanilla", lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
                  lr_d: float | None = None, real_label: float = 1.0, amp_dtype: torch.dtype | None = None,
-                 g_params: list | None = None):
+                 g_params: list | None = None, dist_loss=None, lambda_ce: float = 1.0):
         self.G, self.D = generator, discriminator
         self.lambda_l1 = lambda_l1
         self.gan_loss = GANLoss(gan_mode, real_label=real_label)
@@ -38,6 +48,7 @@ class GANStep:
         self.opt_g = torch.optim.Adam(g_params if g_params is not None else self.G.parameters(), lr=lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr_d or lr, betas=betas)
         self.amp_dtype = amp_dtype
+        self.dist_loss, self.lambda_ce = dist_loss, lambda_ce
 
     def _autocast(self, device_type: str):
         if self.amp_dtype is None:
@@ -61,9 +72,13 @@ class GANStep:
     def step(self, L: torch.Tensor, ab: torch.Tensor, gan: bool, hints: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One step; the losses come back as detached 0-d tensors on the device (no host sync per step: the
         caller reads them with .item() only when it reports)."""
+        losses: dict[str, torch.Tensor] = {}
         with self._autocast(L.device.type):
-            fake = self.G(L) if hints is None else self.G(L, hints)
-        losses: dict[str, float] = {}
+            if self.dist_loss is None:
+                fake = self.G(L) if hints is None else self.G(L, hints)
+            else:
+                logits = self.G(L, hints, return_logits=True)
+                fake = decode(self.G, logits)
         if gan:
             set_requires_grad(self.D, True)
             self.opt_d.zero_grad(set_to_none=True)
@@ -79,6 +94,10 @@ class GANStep:
         self.opt_g.zero_grad(set_to_none=True)
         l1 = (fake.float() - ab).abs().mean()
         loss_g = self.lambda_l1 * l1
+        if self.dist_loss is not None:
+            ce = self.dist_loss(logits, ab)
+            loss_g = loss_g + self.lambda_ce * ce
+            losses["ce"] = ce.detach()
         if gan:
             with self._autocast(L.device.type):
                 pred = self.D(torch.cat([L, fake], 1))

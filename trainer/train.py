@@ -27,7 +27,7 @@ import torch.distributed as dist
 
 from runtime.image import color
 from runtime.model.generator import build_generator
-from runtime.model.spec import ENCODERS, ModelSpec
+from runtime.model.spec import AB_HEADS, ENCODERS, ModelSpec
 
 from . import checkpoint
 from .data import CropDataset, load_validation, pad_to_multiple, to_network
@@ -69,6 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--hint-levels", action="store_true",
                    help="the hints also enter every decoder level (needs --hints; with --init, adds them to a hint model)")
     m.add_argument("--hint-p-none", type=float, default=0.5, help="fraction of training crops with no hints at all")
+    m.add_argument("--ab-head", default=defaults.ab_head, choices=list(AB_HEADS),
+                   help="regression: one ab per pixel, L1; distribution: probabilities over in-gamut ab bins, rebalanced "
+                        "cross-entropy, decoded in the graph (efficientnet-lite0; with --init, replaces a regression head)")
+    m.add_argument("--ab-temperature", type=float, default=defaults.ab_temperature,
+                   help="distribution head: the annealed mean's temperature used in training and validation "
+                        "(the served one is set at export)")
     m.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="efficientnet-lite0: start from random weights instead of ImageNet (tests, ablations)")
     m.add_argument("--depth", type=int, default=defaults.depth)
@@ -90,8 +96,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate (default: --lr)")
     o.add_argument("--encoder-lr", type=float, default=0.1, metavar="FACTOR",
                    help="efficientnet-lite0: the pretrained encoder learns at --lr times this; 0 freezes it (decoder-only stage)")
+    o.add_argument("--head-lr", type=float, default=10.0, metavar="FACTOR",
+                   help="distribution head: its 1x1 logits layer learns at --lr times this (a new head on a trained "
+                        "decoder must grow from its initial scale)")
     o.add_argument("--beta1", type=float, default=0.5)
-    o.add_argument("--lambda-l1", type=float, default=100.0)
+    o.add_argument("--lambda-l1", type=float, default=100.0, help="weight of L1 (of the decoded ab with a distribution head)")
+    o.add_argument("--lambda-ce", type=float, default=1.0, help="distribution head: weight of the rebalanced cross-entropy")
+    o.add_argument("--rebalance", type=float, default=0.5, metavar="LAMBDA",
+                   help="distribution head: mix of the colour prior and uniform in the rebalancing weights (Zhang et al.: 0.5)")
     o.add_argument("--gan-mode", default="vanilla", choices=["vanilla", "lsgan"], help="vanilla = BCE on logits (the paper)")
     o.add_argument("--real-label", type=float, default=1.0, help="target for real patches (<1: one-sided label smoothing)")
     o.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
@@ -100,7 +112,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r = p.add_argument_group("run control")
     r.add_argument("--resume", default=None, help="run folder or checkpoint to continue (same schedule)")
     r.add_argument("--init", default=None, help="start a new schedule from this checkpoint's weights (fine-tuning, e.g. the GAN phase "
-                   "from an L1-pretrained generator); the model options come from that checkpoint")
+                   "from an L1-pretrained generator) or a model bundle's (runtime/model/weights/default.json); the model "
+                   "options come from it, except --hint-levels and --ab-head, which a fine-tune may add")
     r.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps in total")
     r.add_argument("--time-limit", type=float, default=None, help="stop (with a checkpoint) after this many minutes")
     r.add_argument("--ckpt-every", type=int, default=500, help="checkpoint every N steps")
@@ -116,11 +129,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if key not in RUN_CONTROL:
                 setattr(args, key, value)
     if args.init and not args.resume:
-        hint_levels = args.hint_levels
-        for key, value in checkpoint.load_spec(args.init).to_dict().items():
-            if hasattr(args, key):
+        hint_levels, ab_head = args.hint_levels, args.ab_head
+        try:
+            init_spec = checkpoint.init_source(args.init)[0]
+        except FileNotFoundError as exc:
+            p.error(f"--init: {exc}")
+        for key, value in init_spec.to_dict().items():
+            if hasattr(args, key) and key not in ("ab_temperature",):
                 setattr(args, key, value)
-        args.hint_levels = args.hint_levels or hint_levels  # the one model option a fine-tune may add
+        args.hint_levels = args.hint_levels or hint_levels  # the model options a fine-tune may add
+        if ab_head == "distribution":
+            args.ab_head = ab_head
     if not args.data:
         p.error("--data is required (unless --resume)")
     if isinstance(args.data, str):  # a run saved before --data took several folders
@@ -139,7 +158,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def spec_from_args(args: argparse.Namespace) -> ModelSpec:
     return ModelSpec(encoder=args.encoder, hints=args.hints, hint_levels=args.hint_levels, depth=args.depth, ngf=args.ngf,
                      max_mult=args.max_mult, fusion=args.fusion, fusion_dim=args.fusion_dim, fusion_level=args.fusion_level,
-                     norm=args.norm, upsample=args.upsample, dropout=args.dropout)
+                     norm=args.norm, upsample=args.upsample, dropout=args.dropout,
+                     ab_head=getattr(args, "ab_head", "regression"), ab_temperature=getattr(args, "ab_temperature", 0.38))
 
 
 def lr_factor(epoch: int, total: int, decay: int) -> float:
@@ -149,17 +169,22 @@ def lr_factor(epoch: int, total: int, decay: int) -> float:
 
 
 def generator_params(G: torch.nn.Module, args: argparse.Namespace) -> list[dict]:
-    """Adam parameter groups: the pretrained encoder at --lr * --encoder-lr (left out and frozen at 0), the rest at --lr."""
+    """Adam parameter groups: the pretrained encoder at --lr * --encoder-lr (left out and frozen at 0), a distribution
+    head's logits layer at --lr * --head-lr, the rest at --lr."""
     encoder = getattr(G, "encoder", None)
     if encoder is None:
         return [{"params": list(G.parameters())}]
-    enc_ids = {id(p) for p in encoder.parameters()}
-    rest = [p for p in G.parameters() if id(p) not in enc_ids]
+    head = G.distribution.logits if getattr(G, "distribution", None) is not None else None
+    head_params = list(head.parameters()) if head is not None else []
+    special = {id(p) for p in [*encoder.parameters(), *head_params]}
+    groups = [{"params": [p for p in G.parameters() if id(p) not in special]}]
+    if head_params:
+        groups.append({"params": head_params, "lr": args.lr * getattr(args, "head_lr", 10.0)})
     if args.encoder_lr <= 0:
         for p in encoder.parameters():
             p.requires_grad_(False)
-        return [{"params": rest}]
-    return [{"params": rest}, {"params": list(encoder.parameters()), "lr": args.lr * args.encoder_lr}]
+        return groups
+    return [*groups, {"params": list(encoder.parameters()), "lr": args.lr * args.encoder_lr}]
 
 
 @torch.inference_mode()
@@ -246,20 +271,32 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    stepper = GANStep(G, D, lambda_l1=args.lambda_l1, gan_mode=args.gan_mode, lr=args.lr, lr_d=args.lr_d,
-                      betas=(args.beta1, 0.999), real_label=args.real_label, amp_dtype=amp, g_params=generator_params(G, args))
     state = {"step": 0, "epoch": 0, "step_in_epoch": 0}
     if args.init and not args.resume:
         from safetensors.torch import load_file
 
-        init = checkpoint.resolve(args.init)
-        missing, unexpected = G.load_state_dict(load_file(str(checkpoint.inference_weights(init)), device=str(device)), strict=False)
-        new = [k for k in missing if not k.startswith("hint_levels.")]  # added by --hint-levels: zero-initialised
-        if new or unexpected:
-            raise SystemExit(f"error: {init} does not match the model: missing {new[:3]}, unexpected {unexpected[:3]}")
-        if (init / "discriminator.safetensors").is_file() and args.ndf == json.loads((init / "state.json").read_text())["args"].get("ndf"):
+        init_spec, weights, init = checkpoint.init_source(args.init)
+        state_dict = {k: v.float() for k, v in load_file(str(weights), device=str(device)).items()}
+        missing, unexpected = G.load_state_dict(state_dict, strict=False)
+        # Added by --hint-levels (zero-initialised) or by --ab-head distribution (a new head replaces the regression one).
+        new = [k for k in missing if not k.startswith("hint_levels.") and not (init_spec.ab_head != spec.ab_head and k.startswith("distribution."))]
+        dropped = [k for k in unexpected if not (init_spec.ab_head != spec.ab_head and k.startswith("head."))]
+        if new or dropped:
+            raise SystemExit(f"error: {args.init} does not match the model: missing {new[:3]}, unexpected {dropped[:3]}")
+        if (init is not None and (init / "discriminator.safetensors").is_file()
+                and args.ndf == json.loads((init / "state.json").read_text())["args"].get("ndf")):
             D.load_state_dict(load_file(str(init / "discriminator.safetensors"), device=str(device)))
-        log(f"initialised weights from {init}")
+        log(f"initialised weights from {init or weights}")
+    if spec.ab_head == "distribution" and not args.resume:  # the prior of this run's training photos (saved with the weights)
+        from .colour_classes import estimate_prior
+
+        images = dataset.arrays if dataset.arrays is not None else [dataset._image(i) for i in range(len(dataset.paths))]
+        prior = estimate_prior(images, G.distribution.centres.cpu().numpy() * spec.ab_scale)
+        G.distribution.log_prior.copy_(torch.from_numpy(np.log(np.maximum(prior, 1e-12))).float())
+        log(f"colour prior: {G.distribution.bins} bins, the 5 most frequent hold {np.sort(prior)[-5:].sum():.0%} of the pixels")
+    stepper = GANStep(G, D, lambda_l1=args.lambda_l1, gan_mode=args.gan_mode, lr=args.lr, lr_d=args.lr_d,
+                      betas=(args.beta1, 0.999), real_label=args.real_label, amp_dtype=amp, g_params=generator_params(G, args),
+                      lambda_ce=args.lambda_ce)
     # Every rank holds the same G after a step; only rank 0 validates and saves, so only it keeps the average.
     ema = EMA(G, args.ema) if args.ema and is_main else None
     if args.resume:  # restores the average too (or, where the checkpoint kept none, starts it from its weights)
@@ -269,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"resumed from {checkpoint.resolve(args.resume)} at step {state['step']} (epoch {state['epoch']})")
         if ema is not None:
             ema.updates = state.get("ema_updates", 0)
+    if spec.ab_head == "distribution":  # after a resume: the prior came back with the weights
+        from .colour_classes import DistributionLoss
+
+        stepper.dist_loss = DistributionLoss(G.distribution.centres, G.distribution.log_prior, spec.ab_scale, args.rebalance)
     if world > 1:
         stepper.G = torch.nn.parallel.DistributedDataParallel(G, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -362,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-FIELDS = ["epoch", "step", "phase", "seconds", "img_per_s", "loss_l1", "loss_g_gan", "loss_d", "val_psnr", "val_psnr_grey",
+FIELDS = ["epoch", "step", "phase", "seconds", "img_per_s", "loss_l1", "loss_ce", "loss_g_gan", "loss_d", "val_psnr", "val_psnr_grey",
           "val_cf_pred", "val_cf_truth", "val_cf_ratio"]
 
 

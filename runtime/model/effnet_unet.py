@@ -15,6 +15,8 @@ Layout (H, W multiples of 32):
             whether the cell holds a hint) through a zero-initialised 1x1 conv, added to that level's features,
             so a dot reaches the coarse levels that spread colour over whole objects)
       -> full resolution: concat [L, hints], 3x3 conv/BN/ReLU, 3x3 conv -> tanh -> ab in [-1, 1]
+         (or, with ``spec.ab_head == "distribution"``: at H/2 a 1x1 conv to logits over the in-gamut ab bins,
+          decoded to ab in the graph (the annealed mean, runtime/model/ab_distribution.py), bilinear x2)
 
 Hints (when ``spec.hints``): (N,3,H,W) = [a / ab_scale, b / ab_scale, mask]; zeros = no hints, which is
 what the network sees for the automatic result. The encoder's BatchNorm statistics stay frozen in
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ab_distribution import DistributionHead
 from .efficientnet import HEAD_CHANNELS, SKIP_CHANNELS, STEM_CHANNELS, EfficientNetLite0
 from .spec import HINT_CHANNELS, ModelSpec
 
@@ -81,19 +84,25 @@ class EffNetUNet(nn.Module):
         extra = 1 + (HINT_CHANNELS if spec.hints else 0)
         self.hint_levels = (nn.ModuleList(nn.Conv2d(HINT_CHANNELS, w, 1) for w in DECODER_WIDTHS)
                             if spec.hints and spec.hint_levels else None)
-        self.head = nn.Sequential(conv_bn_relu(DECODER_WIDTHS[-1] + extra, HEAD_WIDTH), nn.Conv2d(HEAD_WIDTH, 2, 3, 1, 1), nn.Tanh())
+        if spec.ab_head == "distribution":
+            self.head = None
+            self.distribution = DistributionHead(DECODER_WIDTHS[-1], spec)
+        else:
+            self.head = nn.Sequential(conv_bn_relu(DECODER_WIDTHS[-1] + extra, HEAD_WIDTH), nn.Conv2d(HEAD_WIDTH, 2, 3, 1, 1), nn.Tanh())
+            self.distribution = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in [*self.up.modules(), *self.fuse.modules(), *self.head.modules(),
+        for m in [*self.up.modules(), *self.fuse.modules(), *(self.head.modules() if self.head is not None else []),
                   *(self.global_mlp.modules() if self.global_mlp is not None else [])]:
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-        last = self.head[1]
-        nn.init.normal_(last.weight, 0.0, 1e-3)  # start near ab = 0 (grey), the L1 optimum of knowing nothing
-        nn.init.zeros_(last.bias)
+        if self.head is not None:
+            last = self.head[1]
+            nn.init.normal_(last.weight, 0.0, 1e-3)  # start near ab = 0 (grey), the L1 optimum of knowing nothing
+            nn.init.zeros_(last.bias)
         if self.hint_in is not None:  # no effect until trained: the pretrained encoder starts exactly as on ImageNet
             nn.init.zeros_(self.hint_in.weight)
             nn.init.zeros_(self.hint_in.bias)
@@ -114,7 +123,8 @@ class EffNetUNet(nn.Module):
             return y
         return y + self.hint_levels[level](pool_hints(hints, stride))
 
-    def forward(self, x: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+    def decoder_features(self, x: torch.Tensor, hints: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The decoder's last level (N, 32, H/2, W/2) and the hints as the network saw them (zeros when none)."""
         L = x
         # L in [-1, 1] -> v = L/100 in [0, 1] -> (v*255 - 127)/128, the weights' input scaling.
         stem = self.encoder.stem((L + 1.0) * (127.5 / 128.0) - (127.0 / 128.0))
@@ -134,6 +144,15 @@ class EffNetUNet(nn.Module):
             y = block(y, skip)
             stride //= 2
             y = self.add_hints(y, hints, i + 1, stride)
+        return y, hints
+
+    def forward(self, x: torch.Tensor, hints: torch.Tensor | None = None, return_logits: bool = False) -> torch.Tensor:
+        """ab in [-1, 1]; ``return_logits`` (distribution head, training): the logits (N, Q, H/2, W/2) instead."""
+        y, hints = self.decoder_features(x, hints)
+        if self.distribution is not None:
+            if return_logits:
+                return self.distribution(y)
+            return self.distribution.decode_full(self.distribution(y), self.spec)  # float32 even in an FP16 graph
         y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
-        extra = [L, hints] if self.hint_in is not None else [L]
+        extra = [x, hints] if self.hint_in is not None else [x]
         return self.head(torch.cat([y, *extra], 1))

@@ -12,9 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-SPEC_VERSION = 3  # 2: encoder and hints fields; 3: hint_levels (older specs load unchanged)
+SPEC_VERSION = 4  # 2: encoder and hints fields; 3: hint_levels; 4: ab_head and its decoding (older specs load unchanged)
 ENCODERS = ("unet", "efficientnet-lite0")
 HINT_CHANNELS = 3  # the hint input of a model with spec.hints: [a, b, mask]
+AB_HEADS = ("regression", "distribution")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,14 @@ class ModelSpec:
     # Served chroma gain: the served ab is the generator's times ab_gain (1.0 = as trained). Set at export by a calibration
     # on training photos (tools/calibrate_chroma.py): L1-trained colorizers are duller than the truth.
     ab_gain: float = 1.0
+    # How the network gives ab (efficientnet-lite0 only): "regression" = one ab per pixel (tanh), trained with L1;
+    # "distribution" = a probability over quantised in-gamut ab bins per pixel at half resolution (Zhang et al. 2016),
+    # trained with rebalanced cross-entropy and decoded in the graph (runtime/model/ab_distribution.py):
+    # softmax((logits - ab_prior_alpha * log prior) / ab_temperature), its expectation, bilinear x2.
+    ab_head: str = "regression"
+    ab_bin_size: float = 10.0  # distribution: bin spacing on the a and b axes (Lab units)
+    ab_temperature: float = 0.38  # distribution: the annealed mean's temperature (1 = the mean, -> 0 the mode)
+    ab_prior_alpha: float = 0.0  # distribution: decode-time prior correction (0 = none; rebalancing is in training)
     input_name: str = "L"
     hint_name: str = "hints"
     output_name: str = "ab"
@@ -57,6 +66,16 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if not 0 < self.ab_gain <= 4:
             raise ValueError(f"ab_gain must be in (0, 4], got {self.ab_gain}")
+        if self.ab_head not in AB_HEADS:
+            raise ValueError(f"unknown ab_head {self.ab_head!r} (expected one of {', '.join(AB_HEADS)})")
+        if self.ab_head == "distribution" and self.encoder == "unet":
+            raise ValueError("ab_head 'distribution' needs the efficientnet-lite0 encoder")
+        if not 0.01 <= self.ab_temperature <= 2:
+            raise ValueError(f"ab_temperature must be in [0.01, 2], got {self.ab_temperature}")
+        if not 2 <= self.ab_bin_size <= 40:
+            raise ValueError(f"ab_bin_size must be in [2, 40], got {self.ab_bin_size}")
+        if not 0 <= self.ab_prior_alpha <= 1:
+            raise ValueError(f"ab_prior_alpha must be in [0, 1], got {self.ab_prior_alpha}")
         if self.hint_levels and not self.hints:
             raise ValueError("hint_levels needs hints")
         if self.encoder not in ENCODERS:
