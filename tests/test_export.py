@@ -134,3 +134,8 @@ def test_calibration_interpolates_the_gain_that_reaches_the_target():
     assert mod.pick_gain(rows, 0.7) == (1.1, True)
     assert mod.pick_gain(rows, 0.5) == (1.0, True)
     assert mod.pick_gain(rows, 1.2) == (1.4, False)
+    # A temperature: the CF ratio grows as it falls; the highest temperature that reaches the target.
+    temps = {1.0: {"cf_ratio": 0.5}, 0.5: {"cf_ratio": 0.7}, 0.3: {"cf_ratio": 0.9}}
+    assert mod.pick_gain(temps, 0.8, reverse=True) == (0.4, True)
+    assert mod.pick_gain(temps, 0.4, reverse=True) == (1.0, True)
+    assert mod.pick_gain(temps, 0.95, reverse=True) == (0.3, False)

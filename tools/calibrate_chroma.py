@@ -11,12 +11,18 @@ is applied the way the runtime's ``saturation`` is, before the gamut clip): colo
 PSNR and CIEDE2000. It recommends the gain at which the CF ratio reaches ``--target`` (default 0.8, the colourfulness
 goal the project set for the default model), linearly interpolated between the grid's gains (the CF ratio is close to
 linear in the gain) and rounded to 0.01; write it into a bundle with ``colorize-gan-export RUN -o OUT --ab-gain G``.
+
+A model with a distribution head (spec.ab_head) is calibrated by the temperature of its annealed mean instead
+(``--temperatures``, gain 1): lower temperatures are more vivid where the model is sure and change little where it is
+not. The network runs once per photo and temperature (torch backend, the temperature written into a copy of the spec);
+the recommendation is the highest temperature that reaches the target, for ``--ab-temperature`` at export.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +46,10 @@ def sample_photos(args: argparse.Namespace) -> list[Path]:
     return train[:: max(1, len(train) // args.count)][: args.count]
 
 
-def pick_gain(rows: dict[float, dict[str, float]], target: float) -> tuple[float, bool]:
-    """(gain reaching CF ratio ``target``, interpolated between grid points; whether the grid reaches it at all)."""
-    gains = sorted(rows)
+def pick_gain(rows: dict[float, dict[str, float]], target: float, reverse: bool = False) -> tuple[float, bool]:
+    """(gain reaching CF ratio ``target``, interpolated between grid points; whether the grid reaches it at all).
+    ``reverse``: the CF ratio grows as the setting falls (a temperature)."""
+    gains = sorted(rows, reverse=reverse)
     cf = [rows[g]["cf_ratio"] for g in gains]
     if cf[0] >= target:
         return gains[0], True
@@ -57,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True, help="model bundle or checkpoint with ab_gain 1.0")
     add_sample_args(ap)
     ap.add_argument("--gains", type=float, nargs="+", default=[1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0])
+    ap.add_argument("--temperatures", type=float, nargs="+", default=None,
+                    help="distribution head: calibrate the annealed-mean temperature over these instead of the gain")
     ap.add_argument("--target", type=float, default=0.8, help="CF ratio the recommended gain reaches")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -70,41 +79,54 @@ def main(argv: list[str] | None = None) -> int:
     if c.spec.ab_gain != 1.0:
         print(f"calibrate_chroma: error: the model already has ab_gain {c.spec.ab_gain}; calibrate the raw one", file=sys.stderr)
         return 2
-    photos = sample_photos(args)
-    scores = {g: {"psnr": [], "ciede2000": [], "cf_pred": [], "cf_truth": []} for g in args.gains}
-    used = 0
-    for path in tqdm(photos, desc="calibrate", unit="img", file=sys.stderr):
-        truth = load_colour(path)
-        if truth is None:
-            continue
-        used += 1
-        L = rgb_to_l(grey_baseline(truth))
-        net_L, geom = c.prepare(L)
-        ab = c.predict_ab(net_L)[0]
-        cf_truth = colourfulness(truth)
-        for g in args.gains:
-            pred = c.finish(L, ab, geom, saturation=g)
-            s = score_image(pred, truth)
-            for k in ("psnr", "ciede2000", "cf_pred"):
-                scores[g][k].append(s[k])
-            scores[g]["cf_truth"].append(cf_truth)
     c.close()
+    photos = sample_photos(args)
+    knob = "temperature" if args.temperatures else "gain"
+    settings = args.temperatures or args.gains
+    scores = {g: {"psnr": [], "ciede2000": [], "cf_pred": [], "cf_truth": []} for g in settings}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.temperatures:
+            from frontier import with_temperature
+
+            models = [(t, with_temperature(args.model, t, Path(tmp))) for t in args.temperatures]
+        else:
+            models = [(None, args.model)]
+        for t, model in models:
+            c = Colorizer.load(model)
+            used = 0
+            for path in tqdm(photos, desc=f"calibrate{f' T {t:g}' if t else ''}", unit="img", file=sys.stderr):
+                truth = load_colour(path)
+                if truth is None:
+                    continue
+                used += 1
+                L = rgb_to_l(grey_baseline(truth))
+                net_L, geom = c.prepare(L)
+                ab = c.predict_ab(net_L)[0]
+                cf_truth = colourfulness(truth)
+                for g in ([t] if t else args.gains):
+                    pred = c.finish(L, ab, geom, saturation=1.0 if t else g)
+                    s = score_image(pred, truth)
+                    for k in ("psnr", "ciede2000", "cf_pred"):
+                        scores[g][k].append(s[k])
+                    scores[g]["cf_truth"].append(cf_truth)
+            c.close()
     rows = {}
     for g, d in scores.items():
         m = {k: float(np.mean(v)) for k, v in d.items()}
         rows[g] = {"psnr": m["psnr"], "ciede2000": m["ciede2000"], "cf_ratio": m["cf_pred"] / m["cf_truth"]}
-    pick, reached = pick_gain(rows, args.target)
+    pick, reached = pick_gain(rows, args.target, reverse=bool(args.temperatures))
     print(f"{used} training photos (the validation split excluded), model {args.model}")
-    print("| gain | CF ratio | PSNR dB | CIEDE2000 |")
+    print(f"| {knob} | CF ratio | PSNR dB | CIEDE2000 |")
     print("|---:|---:|---:|---:|")
     for g in sorted(rows):
         r = rows[g]
         print(f"| {g:.2f} | {r['cf_ratio']:.3f} | {r['psnr']:.2f} | {r['ciede2000']:.2f} |")
-    print(f"recommended --ab-gain {pick} " + (f"(CF ratio {args.target}, interpolated between the grid's gains)" if reached
-                                             else f"(no gain in the grid reaches CF ratio {args.target}: the largest)"))
+    option = "--ab-temperature" if args.temperatures else "--ab-gain"
+    print(f"recommended {option} {pick} " + (f"(CF ratio {args.target}, interpolated between the grid's settings)" if reached
+                                            else f"(no {knob} in the grid reaches CF ratio {args.target}: the extreme)"))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": args.model, "photos": used, "target": args.target, "picked": pick,
+        args.json.write_text(json.dumps({"model": args.model, "knob": knob, "photos": used, "target": args.target, "picked": pick,
                                          "rows": {str(k): v for k, v in rows.items()}}, indent=2) + "\n")
     return 0
 
