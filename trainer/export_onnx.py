@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="distribution head: the served annealed-mean temperature (lower = more vivid where the model "
                          "is sure; default: the checkpoint's)")
     ap.add_argument("--ab-prior-alpha", type=float, default=None,
-                    help="distribution head: served prior correction, 0-1 (default: the checkpoint's, 0)")
+                    help="distribution head: served prior correction, -1 to 1: > 0 favours rare colours, < 0 undoes part of "
+                         "the training's rebalancing (default: the checkpoint's, 0)")
     ap.add_argument("--weights-dtype", choices=("float16", "float32"), default="float16",
                     help="storage dtype of NAME.safetensors (float16 halves its size; loaded as float32)")
     args = ap.parse_args(argv)

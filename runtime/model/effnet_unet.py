@@ -152,7 +152,7 @@ class EffNetUNet(nn.Module):
         if self.distribution is not None:
             if return_logits:
                 return self.distribution(y)
-            return self.distribution.decode_full(self.distribution(y), self.spec)  # float32 even in an FP16 graph
+            return self.distribution.serve(y, self.spec)  # float32 even in an FP16 graph
         y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
         extra = [x, hints] if self.hint_in is not None else [x]
         return self.head(torch.cat([y, *extra], 1))

@@ -57,7 +57,7 @@ class ModelSpec:
     ab_head: str = "regression"
     ab_bin_size: float = 10.0  # distribution: bin spacing on the a and b axes (Lab units)
     ab_temperature: float = 0.38  # distribution: the annealed mean's temperature (1 = the mean, -> 0 the mode)
-    ab_prior_alpha: float = 0.0  # distribution: decode-time prior correction (0 = none; rebalancing is in training)
+    ab_prior_alpha: float = 0.0  # distribution: decode-time prior correction: > 0 favours rare colours, < 0 common ones (0 = none)
     input_name: str = "L"
     hint_name: str = "hints"
     output_name: str = "ab"
@@ -74,8 +74,8 @@ class ModelSpec:
             raise ValueError(f"ab_temperature must be in [0.01, 2], got {self.ab_temperature}")
         if not 2 <= self.ab_bin_size <= 40:
             raise ValueError(f"ab_bin_size must be in [2, 40], got {self.ab_bin_size}")
-        if not 0 <= self.ab_prior_alpha <= 1:
-            raise ValueError(f"ab_prior_alpha must be in [0, 1], got {self.ab_prior_alpha}")
+        if not -1 <= self.ab_prior_alpha <= 1:
+            raise ValueError(f"ab_prior_alpha must be in [-1, 1], got {self.ab_prior_alpha}")
         if self.hint_levels and not self.hints:
             raise ValueError("hint_levels needs hints")
         if self.encoder not in ENCODERS:
