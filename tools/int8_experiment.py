@@ -91,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         quant_pre_process(files.onnx, pre, skip_symbolic_shape=True)
         decoder = [n.name for n in onnx.load(pre).graph.node if n.op_type == "Conv" and any(
             k in n.input[1] for k in ("generator.up.", "generator.head", "generator.hint_levels", "generator.fusion"))]
-        for name, exclude in (("all quantized", []), ("decoder head in FP32", decoder[-3:]), ("encoder only", decoder)):
+        graph = onnx.load(pre).graph
+        softmax_io = {t for n in graph.node if n.op_type == "Softmax" for t in (*n.input, *n.output)}
+        # A distribution head's decoding (MatMul -> Softmax -> MatMul) stays FP32 in every variant.
+        head = [n.name for n in graph.node if n.op_type == "MatMul" and softmax_io & {*n.input, *n.output}]
+        for name, exclude in (("all quantized", head), ("decoder head in FP32", decoder[-3:] + head), ("encoder only", decoder + head)):
             class Reader(CalibrationDataReader):
                 def __init__(self):
                     self._it = iter(feeds)

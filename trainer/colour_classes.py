@@ -11,6 +11,8 @@ targets and the class-rebalanced cross-entropy.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,7 +24,7 @@ NEIGHBOURS = 5
 REBALANCE = 0.5
 
 
-def estimate_prior(images: list[np.ndarray], centres: np.ndarray, stride: int = 4) -> np.ndarray:
+def estimate_prior(images: Iterable[np.ndarray], centres: np.ndarray, stride: int = 4) -> np.ndarray:
     """(Q,) bin frequencies of the uint8 RGB ``images`` (every ``stride``-th pixel), smoothed, summing to 1."""
     counts = np.zeros(len(centres), np.float64)
     c = torch.tensor(np.asarray(centres, np.float32))
@@ -38,7 +40,7 @@ def estimate_prior(images: list[np.ndarray], centres: np.ndarray, stride: int = 
 
 
 def rebalance_weights(prior: np.ndarray | torch.Tensor, lam: float = REBALANCE) -> torch.Tensor:
-    """(Q,) per-bin loss weights with sum(prior * w) = 1."""
+    """(Q,) per-bin loss weights with sum(prior * w) = 1; ``lam`` 1 = no rebalancing, towards 0 = inverse frequency."""
     p = torch.as_tensor(prior, dtype=torch.float32)
     w = 1.0 / ((1 - lam) * p + lam / p.numel())
     return w / (p * w).sum()
@@ -67,4 +69,15 @@ class DistributionLoss:
         soft, idx, w = self.targets(ab, tuple(logits.shape[-2:]))
         logp = torch.log_softmax(logits.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, logits.shape[1])
         ce = -(soft * logp.gather(1, idx)).sum(1)
-        return (w * ce).sum() / w.sum().clamp_min(1e-6)
+        return (w * ce).mean()  # Zhang et al.: the weights' prior expectation is 1, no renormalisation per batch
+
+
+def setup(G, dataset, spec, resume: bool, log) -> None:
+    """A new run of a distribution head: its prior from this run's training photos (saved with the weights; a
+    resumed run keeps its own). Every process computes the same prior (deterministic), one photo at a time."""
+    if spec.ab_head != "distribution" or resume:
+        return
+    images = dataset.arrays if dataset.arrays is not None else (dataset._image(i) for i in range(len(dataset.paths)))
+    prior = estimate_prior(images, G.distribution.centres.cpu().numpy() * spec.ab_scale)
+    G.distribution.log_prior.copy_(torch.from_numpy(np.log(np.maximum(prior, 1e-12))).float())
+    log(f"colour prior: {G.distribution.bins} bins, the 5 most frequent hold {np.sort(prior)[-5:].sum():.0%} of the pixels")

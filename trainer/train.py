@@ -13,7 +13,6 @@ backend NCCL on CUDA, gloo on CPU.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -21,22 +20,21 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
-from runtime.image import color
 from runtime.model.generator import build_generator
 from runtime.model.spec import AB_HEADS, ENCODERS, ModelSpec
 
-from . import checkpoint
-from .data import CropDataset, load_validation, pad_to_multiple, to_network
+from . import checkpoint, colour_classes
+from .data import CropDataset, load_validation
 from .files import split_folders
 from .ema import EMA
 from .hints import sample_hints
 from .labtorch import batch_to_network
 from .networks import build_discriminator
 from .step import GANStep
+from .validation import log_csv, validate
 
 # Options that may differ between the original run and a resumed one.
 RUN_CONTROL = {"resume", "max_steps", "time_limit", "workers", "threads", "device", "ckpt_every", "keep", "quiet"}
@@ -100,10 +98,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="distribution head: its 1x1 logits layer learns at --lr times this (a new head on a trained "
                         "decoder must grow from its initial scale)")
     o.add_argument("--beta1", type=float, default=0.5)
-    o.add_argument("--lambda-l1", type=float, default=100.0, help="weight of L1 (of the decoded ab with a distribution head)")
+    o.add_argument("--lambda-l1", type=float, default=None,
+                   help="weight of L1 (default 100; with a distribution head L1 of its decoded ab, default 0: L1 pulls "
+                        "the colour back towards the median)")
     o.add_argument("--lambda-ce", type=float, default=1.0, help="distribution head: weight of the rebalanced cross-entropy")
     o.add_argument("--rebalance", type=float, default=0.5, metavar="LAMBDA",
-                   help="distribution head: mix of the colour prior and uniform in the rebalancing weights (Zhang et al.: 0.5)")
+                   help="distribution head: weights 1 / ((1 - LAMBDA) prior + LAMBDA / bins): 1 = no rebalancing, "
+                        "towards 0 = inverse colour frequency; in (0, 1] (Zhang et al.: 0.5)")
     o.add_argument("--gan-mode", default="vanilla", choices=["vanilla", "lsgan"], help="vanilla = BCE on logits (the paper)")
     o.add_argument("--real-label", type=float, default=1.0, help="target for real patches (<1: one-sided label smoothing)")
     o.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
@@ -152,6 +153,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--hints needs --encoder efficientnet-lite0")
     if args.hint_levels and not args.hints:
         p.error("--hint-levels needs --hints")
+    if args.lambda_l1 is None:
+        args.lambda_l1 = 0.0 if args.ab_head == "distribution" else 100.0
+    if not 0 < args.rebalance <= 1:
+        p.error("--rebalance must be in (0, 1]")
+    try:
+        spec_from_args(args)
+    except ValueError as exc:
+        p.error(str(exc))
     return args
 
 
@@ -185,39 +194,6 @@ def generator_params(G: torch.nn.Module, args: argparse.Namespace) -> list[dict]
             p.requires_grad_(False)
         return groups
     return [*groups, {"params": list(encoder.parameters()), "lr": args.lr * args.encoder_lr}]
-
-
-@torch.inference_mode()
-def validate(G: torch.nn.Module, images: list[np.ndarray], device: torch.device, sheet_path: Path | None) -> dict[str, float]:
-    """Colorize each validation image at its stored size; PSNR and colourfulness vs truth and vs grey."""
-    from .metrics import colourfulness, psnr  # numpy-only; imported here to keep start-up light
-
-    spec = G.spec
-    was_training = G.training
-    G.eval()
-    rows, scores = [], {"psnr": [], "psnr_grey": [], "cf_pred": [], "cf_truth": []}
-    for rgb in images:
-        L_in, _ = to_network(rgb, spec.l_scale, spec.l_shift, spec.ab_scale)
-        padded, (h, w) = pad_to_multiple(L_in, spec.size_multiple)
-        ab = G(torch.from_numpy(padded)[None].to(device)).float().cpu().numpy()[0, :, :h, :w] * spec.ab_scale
-        truth = rgb.astype(np.float32) / 255
-        L = (L_in[0] + spec.l_shift) * spec.l_scale
-        pred = color.lab_to_rgb(np.concatenate([L[..., None], ab.transpose(1, 2, 0)], -1))
-        grey = color.lab_to_rgb(np.stack([L, np.zeros_like(L), np.zeros_like(L)], -1))
-        scores["psnr"].append(psnr(pred, truth))
-        scores["psnr_grey"].append(psnr(grey, truth))
-        scores["cf_pred"].append(colourfulness(pred))
-        scores["cf_truth"].append(colourfulness(truth))
-        rows.append((grey, pred, truth))
-    G.train(was_training)
-    out = {k: float(np.mean(v)) for k, v in scores.items()}
-    out["cf_ratio"] = out["cf_pred"] / max(out["cf_truth"], 1e-6)
-    if sheet_path is not None:
-        from .contact_sheet import contact_sheet
-
-        sheet_path.parent.mkdir(parents=True, exist_ok=True)
-        contact_sheet(rows[:12], sheet_path)
-    return out
 
 
 def setup_distributed(args: argparse.Namespace) -> tuple[int, int, torch.device]:
@@ -287,13 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                 and args.ndf == json.loads((init / "state.json").read_text())["args"].get("ndf")):
             D.load_state_dict(load_file(str(init / "discriminator.safetensors"), device=str(device)))
         log(f"initialised weights from {init or weights}")
-    if spec.ab_head == "distribution" and not args.resume:  # the prior of this run's training photos (saved with the weights)
-        from .colour_classes import estimate_prior
-
-        images = dataset.arrays if dataset.arrays is not None else [dataset._image(i) for i in range(len(dataset.paths))]
-        prior = estimate_prior(images, G.distribution.centres.cpu().numpy() * spec.ab_scale)
-        G.distribution.log_prior.copy_(torch.from_numpy(np.log(np.maximum(prior, 1e-12))).float())
-        log(f"colour prior: {G.distribution.bins} bins, the 5 most frequent hold {np.sort(prior)[-5:].sum():.0%} of the pixels")
+    colour_classes.setup(G, dataset, spec, bool(args.resume), log)
     stepper = GANStep(G, D, lambda_l1=args.lambda_l1, gan_mode=args.gan_mode, lr=args.lr, lr_d=args.lr_d,
                       betas=(args.beta1, 0.999), real_label=args.real_label, amp_dtype=amp, g_params=generator_params(G, args),
                       lambda_ce=args.lambda_ce)
@@ -307,9 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         if ema is not None:
             ema.updates = state.get("ema_updates", 0)
     if spec.ab_head == "distribution":  # after a resume: the prior came back with the weights
-        from .colour_classes import DistributionLoss
-
-        stepper.dist_loss = DistributionLoss(G.distribution.centres, G.distribution.log_prior, spec.ab_scale, args.rebalance)
+        stepper.dist_loss = colour_classes.DistributionLoss(G.distribution.centres, G.distribution.log_prior, spec.ab_scale,
+                                                            args.rebalance)
     if world > 1:
         stepper.G = torch.nn.parallel.DistributedDataParallel(G, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -401,19 +370,6 @@ def main(argv: list[str] | None = None) -> int:
     if world > 1:
         dist.destroy_process_group()
     return 0
-
-
-FIELDS = ["epoch", "step", "phase", "seconds", "img_per_s", "loss_l1", "loss_ce", "loss_g_gan", "loss_d", "val_psnr", "val_psnr_grey",
-          "val_cf_pred", "val_cf_truth", "val_cf_ratio"]
-
-
-def log_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerow(row)
 
 
 if __name__ == "__main__":

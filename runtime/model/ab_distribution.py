@@ -92,31 +92,26 @@ class DistributionHead(nn.Module):
         return F.conv2d(features.float(), self.logits.weight.float(), self.logits.bias.float())
 
     def serve(self, features: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
-        """Features -> the served ab at full resolution: the logits are computed already centred (the layer's weights
-        minus their mean over the bins: the same as subtracting each pixel's mean logit, without a reduction over
-        the channels, which ONNX Runtime does slowly) and decoded."""
-        w, b = self.logits.weight.float(), self.logits.bias.float()
-        z = F.conv2d(features.float(), w - w.mean(0, keepdim=True), b - b.mean())
-        return upsample2(self.decode_centred(z, spec.ab_temperature, spec.ab_prior_alpha))
+        """Features -> the served ab at full resolution: ``decode_full(forward(features))`` written channels-last, as
+        (pixels x C) @ (C x Q) -> softmax over the last axis -> @ (Q x 2), so that only the 32- and 2-channel maps are
+        transposed; ONNX Runtime runs it ~10x faster than a Softmax over the channel axis of NCHW logits and an Einsum
+        (the same exact softmax, with its maximum subtracted)."""
+        t, alpha = spec.ab_temperature, spec.ab_prior_alpha
+        w = self.logits.weight.float()[:, :, 0, 0].t() * (1.0 / t)  # (C, Q)
+        b = self.logits.bias.float()
+        if alpha:
+            b = b - alpha * self.log_prior.float()
+        z = torch.matmul(features.float().permute(0, 2, 3, 1), w) + b * (1.0 / t)
+        ab = torch.matmul(torch.softmax(z, dim=-1), self.centres.float())
+        return upsample2(ab.permute(0, 3, 1, 2))
 
     def decode(self, logits: torch.Tensor, temperature: float, prior_alpha: float = 0.0) -> torch.Tensor:
         """The annealed mean of softmax((logits - prior_alpha * log prior) / temperature) on the head's grid."""
         z = logits.float()
-        return self.decode_centred(z - z.mean(1, keepdim=True), temperature, prior_alpha)
-
-    def decode_centred(self, z: torch.Tensor, temperature: float, prior_alpha: float = 0.0) -> torch.Tensor:
-        """``decode`` of logits whose mean over the bins is 0 at every pixel. The softmax is written out as
-        exp(z / T) . [centres | 1] by a 1x1 convolution, the two ab sums divided by the third (no max subtraction:
-        z / T is clamped to +-80, which changes nothing unless a pixel's logits reach 80 T above their mean, and
-        keeps exp finite); 7x faster in ONNX Runtime than Softmax over the channel axis and an Einsum."""
         if prior_alpha:
-            log_prior = self.log_prior.float()
-            z = z - prior_alpha * (log_prior - log_prior.mean())[None, :, None, None]
-        e = torch.exp((z * (1.0 / temperature)).clamp(-80.0, 80.0))
-        c = self.centres.float()
-        kernel = torch.cat([c.t(), torch.ones_like(c[:, :1]).t()], 0)[:, :, None, None]  # (3, Q, 1, 1)
-        sums = F.conv2d(e, kernel)
-        return sums[:, :2] / sums[:, 2:]
+            z = z - prior_alpha * self.log_prior.float()[None, :, None, None]
+        p = torch.softmax(z * (1.0 / temperature), dim=1)
+        return torch.einsum("nqhw,qc->nchw", p, self.centres.float())
 
     def decode_full(self, logits: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
         """The served output from logits (``spec``'s temperature and prior correction) at full resolution."""

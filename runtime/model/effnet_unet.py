@@ -150,8 +150,9 @@ class EffNetUNet(nn.Module):
         """ab in [-1, 1]; ``return_logits`` (distribution head, training): the logits (N, Q, H/2, W/2) instead."""
         y, hints = self.decoder_features(x, hints)
         if self.distribution is not None:
-            if return_logits:
-                return self.distribution(y)
+            if return_logits:  # training: the head in float32 even under autocast (a low temperature magnifies its errors)
+                with torch.autocast(y.device.type, enabled=False):
+                    return self.distribution(y)
             return self.distribution.serve(y, self.spec)  # float32 even in an FP16 graph
         y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
         extra = [x, hints] if self.hint_in is not None else [x]
