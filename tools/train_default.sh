@@ -17,7 +17,10 @@
 # RUNS) and it resumes where it stopped and goes on to the next stages. A stage is done when its log.csv has its
 # last epoch. Long CPU runs: start it in the background (nohup) and renice every thread (DEVELOPERS.md).
 #
-# Usage (repository root): tools/train_default.sh        env: MIX, PHOTOS, RUNS (runs/default), DEVICE (cpu),
+# ENCODER (efficientnet-lite0 | efficientnet-lite2) and HEAD (regression | distribution) make the same recipe for the
+# encoder and head ablations of issue 17 (the GAN stage judges a distribution head's decoded colour like any other).
+#
+# Usage (repository root): tools/train_default.sh        env: MIX, PHOTOS, RUNS (runs/default), DEVICE (cpu), ENCODER, HEAD,
 #   THREADS (2), WORKERS (0), BATCH (16), CROP (128), S1_EPOCHS (1), S2_EPOCHS (6), S2_DECAY (2), S3_EPOCHS (2),
 #   S3_DECAY (1), S4_EPOCHS (6), S4_DECAY (2), HINT_P_NONE (0.2), STAGE_MIN (600), VAL_COUNTS ("1000 10"), PY (.venv/bin/python)
 set -eu
@@ -39,8 +42,12 @@ S4_DECAY=${S4_DECAY:-2}
 HINT_P_NONE=${HINT_P_NONE:-0.2}
 STAGE_MIN=${STAGE_MIN:-600}
 PY=${PY:-.venv/bin/python}
+ENCODER=${ENCODER:-efficientnet-lite0}
+HEAD=${HEAD:-regression}
 VAL_COUNTS=${VAL_COUNTS:-1000 10}
 mkdir -p "$RUNS"
+GAN_L1=100  # the GAN stage's L1 weight; a distribution head keeps its cross-entropy instead (L1 pulls to the median)
+[ "$HEAD" = distribution ] && GAN_L1=0
 
 common="--data $MIX $PHOTOS --val-count $VAL_COUNTS --seed 0 --crop-size $CROP --scale-min 0.25 --batch-size $BATCH
         --workers $WORKERS --threads $THREADS --device $DEVICE --ckpt-every 200 --time-limit $STAGE_MIN --quiet"
@@ -66,12 +73,12 @@ stage() {  # name, total epochs, args...
   fi
 }
 
-stage s1_decoder "$S1_EPOCHS" --encoder efficientnet-lite0 --hints --encoder-lr 0 --pretrain-epochs "$S1_EPOCHS" --epochs 0 \
+stage s1_decoder "$S1_EPOCHS" --encoder "$ENCODER" --ab-head "$HEAD" --hints --encoder-lr 0 --pretrain-epochs "$S1_EPOCHS" --epochs 0 \
   --lr 5e-4 --beta1 0.9
 stage s2_all "$S2_EPOCHS" --init "$RUNS/s1_decoder" --encoder-lr 0.1 --pretrain-epochs "$S2_EPOCHS" --epochs 0 \
   --decay-epochs "$S2_DECAY" --lr 3e-4 --beta1 0.9 --ema 0.999
 stage s3_gan "$S3_EPOCHS" --init "$RUNS/s2_all" --encoder-lr 0.1 --pretrain-epochs 0 --epochs "$S3_EPOCHS" \
-  --decay-epochs "$S3_DECAY" --lr 1e-4 --beta1 0.5 --real-label 0.9 --lambda-l1 100 --ema 0.999
+  --decay-epochs "$S3_DECAY" --lr 1e-4 --beta1 0.5 --real-label 0.9 --lambda-l1 "$GAN_L1" --ema 0.999
 stage s4_hints "$S4_EPOCHS" --init "$RUNS/s3_gan" --hint-levels --hint-p-none "$HINT_P_NONE" --encoder-lr 0.1 \
   --pretrain-epochs "$S4_EPOCHS" --epochs 0 --decay-epochs "$S4_DECAY" --lr 1e-4 --beta1 0.9 --ema 0.999
 echo "all stages done: export with colorize-gan-export $RUNS/s4_hints (README)"

@@ -62,7 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m = p.add_argument_group("model")
     defaults = ModelSpec()
     m.add_argument("--encoder", default=defaults.encoder, choices=list(ENCODERS),
-                   help="unet: the paper's U-Net; efficientnet-lite0: ImageNet-pretrained encoder (needs the train extra)")
+                   help="unet: the paper's U-Net; efficientnet-lite0 / -lite2: ImageNet-pretrained encoder (needs the train extra; "
+                        "Lite2 has about twice Lite0's compute)")
     m.add_argument("--hints", action="store_true", help="the generator takes colour hints, trained with simulated ones (efficientnet-lite0)")
     m.add_argument("--hint-levels", action="store_true",
                    help="the hints also enter every decoder level (needs --hints; with --init, adds them to a hint model)")
@@ -150,7 +151,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if len(args.val_count) not in (1, len(args.data)):
         p.error(f"--val-count takes one count or one per --data folder ({len(args.data)})")
     if args.hints and args.encoder == "unet":
-        p.error("--hints needs --encoder efficientnet-lite0")
+        p.error("--hints needs an efficientnet-lite encoder")
     if args.hint_levels and not args.hints:
         p.error("--hint-levels needs --hints")
     if args.lambda_l1 is None:
@@ -238,9 +239,12 @@ def main(argv: list[str] | None = None) -> int:
 
     G = build_generator(spec)
     if spec.encoder != "unet" and args.pretrained and not (args.init or args.resume):
-        from .pretrained import load_imagenet_encoder
+        from .pretrained import PretrainedUnavailable, load_imagenet_encoder
 
-        log(f"encoder: ImageNet weights from {load_imagenet_encoder(G.encoder)}")
+        try:
+            log(f"encoder: ImageNet weights from {load_imagenet_encoder(G.encoder, spec.encoder)}")
+        except PretrainedUnavailable as exc:
+            raise SystemExit(f"error: {exc}") from None
     G = G.to(device)
     D = build_discriminator(args.ndf, norm=spec.norm).to(device)
     amp = torch.bfloat16 if device.type == "cuda" else None

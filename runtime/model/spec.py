@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SPEC_VERSION = 4  # 2: encoder and hints fields; 3: hint_levels; 4: ab_head and its decoding (older specs load unchanged)
-ENCODERS = ("unet", "efficientnet-lite0")
+ENCODERS = ("unet", "efficientnet-lite0", "efficientnet-lite2")
 HINT_CHANNELS = 3  # the hint input of a model with spec.hints: [a, b, mask]
 AB_HEADS = ("regression", "distribution")
 
@@ -31,7 +31,7 @@ class ModelSpec:
     """
 
     name: str = "colorize-gan"
-    encoder: str = "unet"  # "unet": the paper's pix2pix U-Net | "efficientnet-lite0": ImageNet-pretrained encoder (runtime/model/effnet_unet.py)
+    encoder: str = "unet"  # "unet": the paper's pix2pix U-Net | "efficientnet-lite0" / "-lite2": ImageNet-pretrained encoder (runtime/model/effnet_unet.py)
     hints: bool = False  # takes a second input: user colour hints [a, b, mask] (Zhang et al. 2017)
     hint_levels: bool = False  # the hints also enter every decoder level (masked-mean pooled), not only the stem and head
     depth: int = 6  # stride-2 down levels; H and W must be multiples of 2**depth
@@ -69,7 +69,7 @@ class ModelSpec:
         if self.ab_head not in AB_HEADS:
             raise ValueError(f"unknown ab_head {self.ab_head!r} (expected one of {', '.join(AB_HEADS)})")
         if self.ab_head == "distribution" and self.encoder == "unet":
-            raise ValueError("ab_head 'distribution' needs the efficientnet-lite0 encoder")
+            raise ValueError("ab_head 'distribution' needs an efficientnet-lite encoder")
         if not 0.01 <= self.ab_temperature <= 2:
             raise ValueError(f"ab_temperature must be in [0.01, 2], got {self.ab_temperature}")
         if not 2 <= self.ab_bin_size <= 40:
