@@ -105,3 +105,24 @@ def test_deterministic():
     a = [TemporalStabilizer(0.6).update(L, r) for r in raw]
     b = [TemporalStabilizer(0.6).update(L, r) for r in raw]
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_gate_smoother_steadies_a_flicking_gate_within_a_shot_and_restarts_at_cuts():
+    from runtime.video.temporal import GateSmoother
+
+    g = GateSmoother(rate=0.35)
+    raw = [0.9, 0.1, 0.9, 0.1, 0.9, 0.1, 0.9, 0.1]
+    out = [g(x) for x in raw]
+    assert out[0] == 0.9  # the first frame of a shot takes its own gate, as a still would
+    assert max(np.abs(np.diff(out))) < 0.5 * max(np.abs(np.diff(raw)))  # the flicker is damped
+    steady = GateSmoother(rate=0.35)
+    for _ in range(6):
+        last = steady(0.2)
+    assert last == pytest.approx(0.2)  # a steady gate is kept as it is
+    g.reset()
+    assert g(0.3) == 0.3  # after a cut or a new key frame: the new shot's own gate
+    change = GateSmoother(rate=0.35)
+    change(1.0)
+    for _ in range(6):
+        v = change(0.0)
+    assert v < 0.1  # a real change comes through within a few frames

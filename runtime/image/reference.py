@@ -141,12 +141,14 @@ def match(ref: Reference, L: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray, np
 
 def reference_hints(ref: Reference, L: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray | None, float]:
     """The reference's colour as hints on the network grid (1, 3, h, w) [a, b, mask] (one hinted pixel at the centre
-    of each trusted cell) and the gate (0..1) to apply them with; (None, 0) when the reference gives nothing."""
+    of each trusted cell) and the gate (0..1) to apply them with; (None, 0) when the reference gives nothing (no
+    colour, no trusted cell). The hints come back even where the gate is 0: a caller that smooths the gate over
+    frames (runtime/video) may still apply them."""
     if ref.colourless or not len(ref.features):
         return None, 0.0
     j, trusted, _, mutual_fraction = match(ref, L, ab)
     gate = float(np.clip((mutual_fraction - GATE_LOW) / (GATE_HIGH - GATE_LOW), 0.0, 1.0))
-    if gate == 0.0 or not trusted.any():
+    if not trusted.any():
         return None, 0.0
     w = L.shape[1] // CELL
     ys, xs = np.divmod(np.nonzero(trusted)[0], w)
@@ -159,15 +161,19 @@ def reference_hints(ref: Reference, L: np.ndarray, ab: np.ndarray) -> tuple[np.n
     return hints, gate
 
 
-def apply_reference(ab: np.ndarray, net_L: np.ndarray, ref: Reference | None) -> np.ndarray:
+def apply_reference(ab: np.ndarray, net_L: np.ndarray, ref: Reference | None,
+                    gate_filter: Callable[[float], float] | None = None) -> np.ndarray:
     """Network ab (N, 2, h, w) and L (N, 1, h, w) -> ab with the reference's colour spread in (each frame on its
-    own); the same array when the reference gives nothing anywhere."""
+    own); the same array when the reference gives nothing anywhere. ``gate_filter`` (video) maps each frame's gate to
+    the one applied (e.g. smoothed within a shot); it sees every frame, 0 where the reference gives nothing."""
     if ref is None:
         return ab
     out = None
     for i in range(ab.shape[0]):
         hints, gate = reference_hints(ref, net_L[i, 0], ab[i])
-        if hints is None:
+        if gate_filter is not None:
+            gate = gate_filter(gate)
+        if hints is None or gate == 0.0:
             continue
         spread = spread_hints(ab[i:i + 1], net_L[i:i + 1], hints)[0]
         if out is None:

@@ -28,7 +28,7 @@ import numpy as np
 from ..image import fastcolor
 from .options import VideoError, VideoOptions, VideoResult
 from . import stages
-from .temporal import CutDetector, TemporalStabilizer
+from .temporal import CutDetector, GateSmoother, TemporalStabilizer
 from ..image.reference import apply_reference
 from .container import (
     _describe,
@@ -114,6 +114,7 @@ def colorize_video(
             log(note)
         # the cut detector, the reference in force, the key frames reached
         cuts, active, used = CutDetector(stabilizer.cut_threshold), base_ref, set()
+        gate = GateSmoother()  # the reference's gate, steady within a shot
         batch: list[tuple[np.ndarray, Any, Any, int, int | None]] = []
         n_frames = 0
         origin_pts = int(round(origin / tb))
@@ -133,10 +134,12 @@ def colorize_video(
                 if keyrefs or base_ref is not None:  # a key frame's colour holds until the next key frame or cut
                     if cuts(net_L[0, 0]):
                         active = base_ref
+                        gate.reset()
                     if n_frames + i in keyrefs:
                         active = keyrefs[n_frames + i]
                         used.add(n_frames + i)
-                    ab_i = apply_reference(ab[i:i + 1], net_L, active)[0]
+                        gate.reset()
+                    ab_i = apply_reference(ab[i:i + 1], net_L, active, gate_filter=gate)[0]
                 ab_i = stabilizer.update(net_L[0, 0], ab_i) if opts.stabilize else ab_i
                 if finish_u8 is not None:
                     rgb8 = finish_u8(L_full, ab_i, geom, saturation=opts.saturation)
