@@ -425,6 +425,27 @@ def test_export_frame_and_keyframe_arguments(tmp_path, capsys):
     assert err.count("\n") == 1 and "--keyframe 0:" in err and not (tmp_path / "o.mkv").exists()
 
 
+def test_export_frame_is_upright_as_players_show_it(tmp_path, capsys):
+    """A phone clip stored sideways with a display rotation: the exported frame is turned as a player turns it
+    (PyAV's rotation is counter-clockwise, like np.rot90's)."""
+    from PIL import Image
+
+    clip = tmp_path / "r.mp4"
+    write_clip(clip, n_frames=3, size=(96, 64), audio=None, rotation=90)
+    with av.open(str(clip)) as c:
+        frame = next(c.decode(video=0))
+        assert frame.rotation == 90
+    assert cli([clip, "--export-frame", "1", "-o", tmp_path / "f.png"]) == 0
+    with Image.open(tmp_path / "f.png") as im:
+        got = np.asarray(im.convert("L")).astype(int)
+    assert got.shape == (96, 64)  # width and height swapped
+    with av.open(str(clip)) as c:
+        second = [f.to_ndarray(format="gray") for f in c.decode(video=0)][1]
+    assert np.abs(got - np.rot90(second).astype(int)).max() <= 1
+    assert np.abs(got - np.rot90(second, -1).astype(int)).mean() > 2  # the picture is not symmetric: the turn's direction shows
+    capsys.readouterr()
+
+
 def test_export_frame_into_a_missing_folder_is_one_line(tmp_path, capsys):
     clip = tmp_path / "c.mkv"
     write_clip(clip, n_frames=3, codec="ffv1", audio=None)

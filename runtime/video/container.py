@@ -363,8 +363,8 @@ def _expected_frames(vs: Any, inp: Any, start: float, end: float) -> int | None:
 
 def export_frame(src: str, number: int, dst: str | os.PathLike, start: float = 0.0) -> tuple[int, int]:
     """Write frame ``number`` (0 = the first frame at or after ``start`` seconds, as ``--keyframe`` counts them) of
-    ``src`` as a grey RGB image file (any format runtime.image.imageio writes; PNG keeps it lossless), the frame to
-    colour by hand (in GIMP, with hint dots) and give back as a key frame. Returns its (width, height); VideoError
+    ``src`` as a grey RGB image file (any format runtime.image.imageio writes; PNG keeps it lossless), upright as a
+    player shows it (the display rotation applied; flips are not), the frame to colour by hand (in GIMP, with hint dots) and give back as a key frame. Returns its (width, height); VideoError
     (one line) when the clip has no such frame; nothing is written then."""
     import av
 
@@ -390,8 +390,8 @@ def export_frame(src: str, number: int, dst: str | os.PathLike, start: float = 0
             t = None if frame is None else _to_seconds(frame.pts, tb)
             if frame is None or (t is not None and t < start - 1e-6):
                 continue
-            if seen == number:
-                grey = frame.to_ndarray(format="gray")
+            if seen == number:  # upright, as players show it (the display rotation; the matching needs no alignment)
+                grey = np.rot90(frame.to_ndarray(format="gray"), int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4)
                 try:
                     write_image(dst, np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2)))
                 except (ImageError, OSError) as exc:
