@@ -38,7 +38,7 @@ arm() {  # name, args...
   local run="$RUNS/$name"
   if [ -f "$run/latest" ]; then
     echo "[$name] resuming $run"
-    $PY -m trainer.train --resume "$run" --out "$run" --time-limit "$STAGE_MIN" --threads "$THREADS" --workers 0 \
+    $PY -m trainer.train --resume "$run" --out "$run" --time-limit "$STAGE_MIN" --threads "$THREADS" --workers 0 --ckpt-every 100 \
         --device cpu --quiet
   else
     echo "[$name] starting $run"
