@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def with_temperature(model: str | None, temperature: float, folder: Path) -> str:
-    """A trainer-style model folder serving ``model``'s weights at ``temperature`` (a symlink and a spec.json)."""
+def with_temperature(model: str | None, temperature: float, folder: Path, prior_alpha: float | None = None) -> str:
+    """A trainer-style model folder serving ``model``'s weights at ``temperature`` (and ``prior_alpha``, when given):
+    a symlink and a spec.json."""
     import dataclasses
 
     from runtime.model.bundle import resolve
@@ -39,9 +40,10 @@ def with_temperature(model: str | None, temperature: float, folder: Path) -> str
     files = resolve(model)
     if files.spec.ab_head != "distribution" or files.weights is None:
         raise SystemExit(f"frontier: {model or 'the default'}: --temperatures needs a distribution head and .safetensors weights")
-    out = folder / f"t{temperature:g}"
+    alpha = files.spec.ab_prior_alpha if prior_alpha is None else prior_alpha
+    out = folder / f"t{temperature:g}a{alpha:g}"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "spec.json").write_text(dataclasses.replace(files.spec, ab_temperature=temperature).to_json())
+    (out / "spec.json").write_text(dataclasses.replace(files.spec, ab_temperature=temperature, ab_prior_alpha=alpha).to_json())
     link = out / "generator.safetensors"
     if not link.exists():
         link.symlink_to(Path(files.weights).resolve())
@@ -74,10 +76,12 @@ def frontier(model: str | None, photos: list[Path], saturations: list[float], la
             out = c.finish(L, ab, geom, saturation=s)
             per.append((psnr(out, truth), float(de2000(rgb_to_lab(out), lab_truth).mean()), colourfulness(out)))
         rows.append((colourfulness(truth), psnr(grey, truth), per))
+    backend = c.backend_name
     c.close()
     cf_truth = np.array([r[0] for r in rows])
     quarter = cf_truth >= np.percentile(cf_truth, 75)
-    out: dict = {"model": label or model or "embedded default", "photos": len(rows), "saturations": saturations, "subsets": {}}
+    out: dict = {"model": label or model or "embedded default", "backend": backend, "photos": len(rows),
+                 "saturations": saturations, "subsets": {}}
     for name, sel in (("all", np.ones(len(rows), bool)), ("most colourful quarter", quarter)):
         grey_psnr = float(np.mean([r[1] for r, k in zip(rows, sel) if k]))
         points = []
@@ -97,13 +101,16 @@ def is_distribution(model: str | None) -> bool:
     return resolve(model).spec.ab_head == "distribution"
 
 
-def temperature_frontier(model: str | None, photos: list[Path], temperatures: list[float]) -> dict:
-    """One report whose points are the temperatures (saturation 1)."""
+def temperature_frontier(model: str | None, photos: list[Path], temperatures: list[float],
+                         prior_alpha: float | None = None) -> dict:
+    """One report whose points are the temperatures (saturation 1; ``prior_alpha`` for all, when given)."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        parts = [frontier(with_temperature(model, t, Path(tmp)), photos, [1.0]) for t in temperatures]
-    out = {**parts[0], "model": f"{model or 'embedded default'} (temperatures)", "temperatures": temperatures}
+        parts = [frontier(with_temperature(model, t, Path(tmp), prior_alpha), photos, [1.0]) for t in temperatures]
+    label = f" (temperatures{'' if prior_alpha is None else f', prior alpha {prior_alpha:g}'})"
+    out = {**parts[0], "model": f"{model or 'embedded default'}{label}", "temperatures": temperatures,
+           "prior_alpha": prior_alpha}
     for name, sub in out["subsets"].items():
         sub["points"] = [{**part["subsets"][name]["points"][0], "temperature": t, "setting": f"T{t:g}"}
                          for t, part in zip(temperatures, parts)]
@@ -157,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--saturations", type=float, nargs="+", default=[0.6, 0.8, 1.0, 1.2, 1.4, 1.6])
     ap.add_argument("--temperatures", type=float, nargs="+", default=None,
                     help="distribution-head models: a line over these annealed-mean temperatures (saturation 1) instead")
+    ap.add_argument("--prior-alpha", type=float, default=None,
+                    help="with --temperatures: the decode-time prior correction for every point (default: the model's)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--plot", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -165,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     val = split_folders(args.data, args.val_count, None, args.seed)[1]
     photos = val[:: max(1, len(val) // args.count)][: args.count]
-    reports = [temperature_frontier(m, photos, args.temperatures) if args.temperatures and is_distribution(m)
+    reports = [temperature_frontier(m, photos, args.temperatures, args.prior_alpha) if args.temperatures and is_distribution(m)
                else frontier(m, photos, args.saturations) for m in (args.model or [None])]
     for r in reports:
         for name, sub in r["subsets"].items():
