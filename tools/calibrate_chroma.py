@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gains", type=float, nargs="+", default=[1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0])
     ap.add_argument("--temperatures", type=float, nargs="+", default=None,
                     help="distribution head: calibrate the annealed-mean temperature over these instead of the gain")
+    ap.add_argument("--prior-alpha", type=float, default=None,
+                    help="with --temperatures: the decode-time prior correction for every temperature (default: the model's)")
     ap.add_argument("--target", type=float, default=0.8, help="CF ratio the recommended gain reaches")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.temperatures:
             from frontier import with_temperature
 
-            models = [(t, with_temperature(args.model, t, Path(tmp))) for t in args.temperatures]
+            models = [(t, with_temperature(args.model, t, Path(tmp), args.prior_alpha)) for t in args.temperatures]
         else:
             models = [(None, args.model)]
         for t, model in models:

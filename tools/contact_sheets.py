@@ -2,7 +2,7 @@
 and N ordinary ones (the truth's colourfulness nearest the median), each row grey | model 1 | model 2 ... | truth.
 
     python tools/contact_sheets.py --data ../shared/data/mix ../shared/data/photos --val-count 1000 10 \
-        --model runtime/model/weights/default.json --model NEW.json [--count 274] [--rows 30] \
+        --model runtime/model/weights/default.json --model NEW.json [--count 300] [--rows 30] \
         --out docs/default-model/sheet      # writes sheet_colourful.jpg and sheet_ordinary.jpg
 
 The photos are ``--count`` evenly spaced over the run's validation split (the frontier's photos); every model
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", nargs="+", required=True)
     ap.add_argument("--val-count", type=int, nargs="+", required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--count", type=int, default=274)
+    ap.add_argument("--count", type=int, default=300, help="photos sampled from the split (the frontier's: 300, greyscale ones then skipped)")
     ap.add_argument("--rows", type=int, default=30)
     ap.add_argument("--out", type=Path, required=True, help="path stem: STEM_colourful.jpg and STEM_ordinary.jpg")
     args = ap.parse_args(argv)

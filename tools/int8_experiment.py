@@ -92,9 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         decoder = [n.name for n in onnx.load(pre).graph.node if n.op_type == "Conv" and any(
             k in n.input[1] for k in ("generator.up.", "generator.head", "generator.hint_levels", "generator.fusion"))]
         graph = onnx.load(pre).graph
-        softmax_io = {t for n in graph.node if n.op_type == "Softmax" for t in (*n.input, *n.output)}
-        # A distribution head's decoding (MatMul -> Softmax -> MatMul) stays FP32 in every variant.
-        head = [n.name for n in graph.node if n.op_type == "MatMul" and softmax_io & {*n.input, *n.output}]
+        # A distribution head's decoding (MatMul -> Add -> Softmax -> MatMul) stays FP32 in every variant.
+        producer = {o: n for n in graph.node for o in n.output}
+        head, todo = [], [t for n in graph.node if n.op_type == "Softmax" for t in n.input]
+        todo += [o for n in graph.node if n.op_type == "MatMul" and any(
+            producer.get(i) is not None and producer[i].op_type == "Softmax" for i in n.input) for o in n.output]
+        while todo:  # walk back from the softmax through Add/MatMul to the logits' MatMul, and take the one after it
+            n = producer.get(todo.pop())
+            if n is not None and n.op_type in ("MatMul", "Add") and n.name not in head:
+                head.append(n.name)
+                todo += [i for i in n.input if n.op_type == "Add"]
         for name, exclude in (("all quantized", head), ("decoder head in FP32", decoder[-3:] + head), ("encoder only", decoder + head)):
             class Reader(CalibrationDataReader):
                 def __init__(self):

@@ -20,13 +20,17 @@
 # ENCODER (efficientnet-lite0 | efficientnet-lite2) and HEAD (regression | distribution) make the same recipe for the
 # encoder and head ablations of issue 17 (the GAN stage judges a distribution head's decoded colour like any other).
 #
-# Usage (repository root): tools/train_default.sh        env: MIX, PHOTOS, RUNS (runs/default), DEVICE (cpu), ENCODER, HEAD,
+# Usage (repository root): tools/train_default.sh        env: MIX, PHOTOS, RUNS (runs/default; runs/default-ENCODER-HEAD
+#   for the ablations), DEVICE (cpu), ENCODER, HEAD,
 #   THREADS (2), WORKERS (0), BATCH (16), CROP (128), S1_EPOCHS (1), S2_EPOCHS (6), S2_DECAY (2), S3_EPOCHS (2),
 #   S3_DECAY (1), S4_EPOCHS (6), S4_DECAY (2), HINT_P_NONE (0.2), STAGE_MIN (600), VAL_COUNTS ("1000 10"), PY (.venv/bin/python)
 set -eu
 MIX=${MIX:-../shared/data/mix}
 PHOTOS=${PHOTOS:-../shared/data/photos}
-RUNS=${RUNS:-runs/default}
+ENCODER=${ENCODER:-efficientnet-lite0}
+HEAD=${HEAD:-regression}
+# An ablation gets its own runs: the default's stages must not count as done for another encoder or head.
+if [ "$ENCODER" = efficientnet-lite0 ] && [ "$HEAD" = regression ]; then RUNS=${RUNS:-runs/default}; else RUNS=${RUNS:-runs/default-$ENCODER-$HEAD}; fi
 DEVICE=${DEVICE:-cpu}
 THREADS=${THREADS:-2}
 WORKERS=${WORKERS:-0}
@@ -42,8 +46,6 @@ S4_DECAY=${S4_DECAY:-2}
 HINT_P_NONE=${HINT_P_NONE:-0.2}
 STAGE_MIN=${STAGE_MIN:-600}
 PY=${PY:-.venv/bin/python}
-ENCODER=${ENCODER:-efficientnet-lite0}
-HEAD=${HEAD:-regression}
 VAL_COUNTS=${VAL_COUNTS:-1000 10}
 mkdir -p "$RUNS"
 GAN_L1=100  # the GAN stage's L1 weight; a distribution head keeps its cross-entropy instead (L1 pulls to the median)
@@ -62,7 +64,7 @@ stage() {  # name, total epochs, args...
   if [ "$(done_epochs "$run")" -ge "$total" ]; then echo "[$name] done"; return 0; fi
   if [ -f "$run/latest" ]; then
     echo "[$name] resuming $run"
-    $PY -m trainer.train --resume "$run" --out "$run" --time-limit "$STAGE_MIN" --threads "$THREADS" --workers "$WORKERS" \
+    $PY -m trainer.train --resume "$run" --out "$run" --time-limit "$STAGE_MIN" --threads "$THREADS" --workers "$WORKERS" --ckpt-every 200 \
         --device "$DEVICE" --quiet
   else
     echo "[$name] starting $run"

@@ -78,7 +78,8 @@ class GANStep:
                 fake = self.G(L) if hints is None else self.G(L, hints)
             else:
                 logits = self.G(L, hints, return_logits=True)
-                fake = decode(self.G, logits)
+                with torch.autocast(L.device.type, enabled=False):
+                    fake = decode(self.G, logits)
         if gan:
             set_requires_grad(self.D, True)
             self.opt_d.zero_grad(set_to_none=True)

@@ -64,18 +64,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--encoder", default=defaults.encoder, choices=list(ENCODERS),
                    help="unet: the paper's U-Net; efficientnet-lite0 / -lite2: ImageNet-pretrained encoder (needs the train extra; "
                         "Lite2 has about twice Lite0's compute)")
-    m.add_argument("--hints", action="store_true", help="the generator takes colour hints, trained with simulated ones (efficientnet-lite0)")
+    m.add_argument("--hints", action="store_true", help="the generator takes colour hints, trained with simulated ones (efficientnet-lite encoders)")
     m.add_argument("--hint-levels", action="store_true",
                    help="the hints also enter every decoder level (needs --hints; with --init, adds them to a hint model)")
     m.add_argument("--hint-p-none", type=float, default=0.5, help="fraction of training crops with no hints at all")
     m.add_argument("--ab-head", default=defaults.ab_head, choices=list(AB_HEADS),
                    help="regression: one ab per pixel, L1; distribution: probabilities over in-gamut ab bins, rebalanced "
-                        "cross-entropy, decoded in the graph (efficientnet-lite0; with --init, replaces a regression head)")
+                        "cross-entropy, decoded in the graph (efficientnet-lite encoders; with --init, replaces a regression head)")
     m.add_argument("--ab-temperature", type=float, default=defaults.ab_temperature,
                    help="distribution head: the annealed mean's temperature used in training and validation "
                         "(the served one is set at export)")
     m.add_argument("--no-pretrained", dest="pretrained", action="store_false",
-                   help="efficientnet-lite0: start from random weights instead of ImageNet (tests, ablations)")
+                   help="efficientnet-lite encoders: start from random weights instead of ImageNet (tests, ablations)")
     m.add_argument("--depth", type=int, default=defaults.depth)
     m.add_argument("--ngf", type=int, default=defaults.ngf)
     m.add_argument("--max-mult", type=int, default=defaults.max_mult)
@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--lr", type=float, default=2e-4)
     o.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate (default: --lr)")
     o.add_argument("--encoder-lr", type=float, default=0.1, metavar="FACTOR",
-                   help="efficientnet-lite0: the pretrained encoder learns at --lr times this; 0 freezes it (decoder-only stage)")
+                   help="efficientnet-lite encoders: the pretrained encoder learns at --lr times this; 0 freezes it (decoder-only stage)")
     o.add_argument("--head-lr", type=float, default=10.0, metavar="FACTOR",
                    help="distribution head: its 1x1 logits layer learns at --lr times this (a new head on a trained "
                         "decoder must grow from its initial scale)")

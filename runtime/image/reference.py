@@ -165,15 +165,17 @@ def apply_reference(ab: np.ndarray, net_L: np.ndarray, ref: Reference | None,
                     gate_filter: Callable[[float], float] | None = None) -> np.ndarray:
     """Network ab (N, 2, h, w) and L (N, 1, h, w) -> ab with the reference's colour spread in (each frame on its
     own); the same array when the reference gives nothing anywhere. ``gate_filter`` (video) maps each frame's gate to
-    the one applied (e.g. smoothed within a shot); it sees every frame, 0 where the reference gives nothing."""
+    the one applied (e.g. smoothed within a shot); it sees the frames where the reference has trusted matches."""
     if ref is None:
         return ab
     out = None
     for i in range(ab.shape[0]):
         hints, gate = reference_hints(ref, net_L[i, 0], ab[i])
+        if hints is None:  # no colour, no trusted cell: nothing to apply (and nothing for a filter to learn from)
+            continue
         if gate_filter is not None:
             gate = gate_filter(gate)
-        if hints is None or gate == 0.0:
+        if gate == 0.0:
             continue
         spread = spread_hints(ab[i:i + 1], net_L[i:i + 1], hints)[0]
         if out is None:

@@ -122,7 +122,7 @@ def build_generator(spec: ModelSpec) -> nn.Module:
     """The generator ``spec`` describes (randomly initialised): UNetGenerator or EffNetUNet."""
     if spec.encoder == "unet":
         if spec.hints:
-            raise ValueError("hint inputs need the efficientnet-lite0 encoder")
+            raise ValueError("hint inputs need an efficientnet-lite encoder")
         return UNetGenerator(spec)
     from .effnet_unet import EffNetUNet
 

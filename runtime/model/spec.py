@@ -23,7 +23,7 @@ class ModelSpec:
     """Architecture and I/O contract of a colorization generator.
 
     ``depth``, ``ngf``, ``max_mult``, ``fusion_level``, ``dropout*``, ``norm`` and ``upsample`` shape the
-    ``unet`` encoder only; the ``efficientnet-lite0`` generator has a fixed layout (size multiple 32) and
+    ``unet`` encoder only; the ``efficientnet-lite0`` / ``-lite2`` generators have a fixed layout (size multiple 32) and
     uses ``fusion`` / ``fusion_dim``.
 
     The generator sees L scaled to [-1, 1] (``L / l_scale - l_shift``) and predicts ab in
@@ -50,7 +50,7 @@ class ModelSpec:
     # Served chroma gain: the served ab is the generator's times ab_gain (1.0 = as trained). Set at export by a calibration
     # on training photos (tools/calibrate_chroma.py): L1-trained colorizers are duller than the truth.
     ab_gain: float = 1.0
-    # How the network gives ab (efficientnet-lite0 only): "regression" = one ab per pixel (tanh), trained with L1;
+    # How the network gives ab (efficientnet-lite encoders only): "regression" = one ab per pixel (tanh), trained with L1;
     # "distribution" = a probability over quantised in-gamut ab bins per pixel at half resolution (Zhang et al. 2016),
     # trained with rebalanced cross-entropy and decoded in the graph (runtime/model/ab_distribution.py):
     # softmax((logits - ab_prior_alpha * log prior) / ab_temperature), its expectation, bilinear x2.

@@ -83,6 +83,14 @@ def _display_matrix(frame: Any) -> list[int] | None:
     return None
 
 
+def _quarter_turns(m: list[int] | None) -> int:
+    """Counter-clockwise quarter turns a player applies for display matrix ``m`` (FFmpeg's av_display_rotation_get,
+    rounded); 0 for none, and for a mirrored matrix (flips are left as stored)."""
+    if m is None or m[0] * m[4] - m[1] * m[3] < 0:
+        return 0
+    return int(round(-math.degrees(math.atan2(m[1], m[0])) / 90)) % 4
+
+
 def _to_seconds(value: int | None, time_base: Fraction | None) -> float | None:
     if value is None or time_base is None:
         return None
@@ -391,7 +399,7 @@ def export_frame(src: str, number: int, dst: str | os.PathLike, start: float = 0
             if frame is None or (t is not None and t < start - 1e-6):
                 continue
             if seen == number:  # upright, as players show it (the display rotation; the matching needs no alignment)
-                grey = np.rot90(frame.to_ndarray(format="gray"), int(round((getattr(frame, "rotation", 0) or 0) / 90)) % 4)
+                grey = np.rot90(frame.to_ndarray(format="gray"), _quarter_turns(_display_matrix(frame)))
                 try:
                     write_image(dst, np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2)))
                 except (ImageError, OSError) as exc:

@@ -133,7 +133,7 @@ class GateSmoother:
     ``reset()`` (a cut, a new key frame) takes its own gate, as a still would; later frames move ``rate`` of the way
     towards theirs, so a gate that flicks with the motion within a shot does not make the colour pulse. A shot's
     frames hold the same things, so the gate is meant to be steady; a real change still comes through in a few
-    frames (0.35 per frame: 90 % after 6)."""
+    frames (0.35 per frame: 90 % after 6). Frames where the reference matches nothing are not fed to it."""
 
     def __init__(self, rate: float = 0.35):
         self.rate = float(rate)
@@ -144,7 +144,7 @@ class GateSmoother:
 
     def __call__(self, gate: float) -> float:
         self.value = gate if self.value is None else self.value + self.rate * (gate - self.value)
-        return self.value
+        return self.value if self.value >= 1e-3 else 0.0  # faded out: skip the spreading
 
 
 class TemporalStabilizer:
