@@ -33,17 +33,18 @@ from trainer.metrics import colourfulness, score_image
 
 
 def add_sample_args(ap: argparse.ArgumentParser) -> None:
-    """The options that name a training run's split and the sample of its TRAINING photos (``sample_photos``)."""
+    """The options that name a training run's split and a sample of its photos (``sample_photos``)."""
     ap.add_argument("--data", nargs="+", required=True, help="the training run's --data folders")
     ap.add_argument("--val-count", type=int, nargs="+", required=True, help="the training run's --val-count")
     ap.add_argument("--seed", type=int, default=0, help="the training run's --seed")
-    ap.add_argument("--count", type=int, default=300, help="training photos to use (evenly spaced)")
+    ap.add_argument("--count", type=int, default=300, help="photos to use (evenly spaced over the split)")
 
 
-def sample_photos(args: argparse.Namespace) -> list[Path]:
-    """The training photos that the options of ``add_sample_args`` name: ``--count`` evenly spaced over the split."""
-    train = split_folders(args.data, args.val_count, None, args.seed)[0]
-    return train[:: max(1, len(train) // args.count)][: args.count]
+def sample_photos(args: argparse.Namespace, held_out: bool = False) -> list[Path]:
+    """The photos that the options of ``add_sample_args`` name: ``--count`` evenly spaced over the TRAINING split
+    (calibration), or over the held-out one (``held_out``: tools/frontier.py, tools/contact_sheets.py)."""
+    photos = split_folders(args.data, args.val_count, None, args.seed)[1 if held_out else 0]
+    return photos[:: max(1, len(photos) // args.count)][: args.count]
 
 
 def pick_gain(rows: dict[float, dict[str, float]], target: float, reverse: bool = False) -> tuple[float, bool]:
@@ -76,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from runtime import Colorizer
     from runtime.image.color import rgb_to_l
+    from runtime.model.bundle import resolve
 
-    c = Colorizer.load(args.model)
-    if c.spec.ab_gain != 1.0:
-        print(f"calibrate_chroma: error: the model already has ab_gain {c.spec.ab_gain}; calibrate the raw one", file=sys.stderr)
+    gain = resolve(args.model).spec.ab_gain  # the spec alone: no network to load for the check
+    if gain != 1.0:
+        print(f"calibrate_chroma: error: the model already has ab_gain {gain}; calibrate the raw one", file=sys.stderr)
         return 2
-    c.close()
     photos = sample_photos(args)
     knob = "temperature" if args.temperatures else "gain"
     settings = args.temperatures or args.gains

@@ -32,11 +32,10 @@ def thumb(rgb: np.ndarray):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from calibrate_chroma import add_sample_args, sample_photos
+
     ap.add_argument("--model", action="append", required=True, help="bundle or checkpoint (repeat for several)")
-    ap.add_argument("--data", nargs="+", required=True)
-    ap.add_argument("--val-count", type=int, nargs="+", required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--count", type=int, default=300, help="photos sampled from the split (the frontier's: 300, greyscale ones then skipped)")
+    add_sample_args(ap)  # --count 300: the frontier's photos (greyscale ones then skipped)
     ap.add_argument("--rows", type=int, default=30)
     ap.add_argument("--out", type=Path, required=True, help="path stem: STEM_colourful.jpg and STEM_ordinary.jpg")
     args = ap.parse_args(argv)
@@ -46,11 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from runtime import Colorizer
     from trainer.evaluate import grey_baseline, load_colour
-    from trainer.files import split_folders
     from trainer.metrics import colourfulness
 
-    val = split_folders(args.data, args.val_count, None, args.seed)[1]
-    photos = val[:: max(1, len(val) // args.count)][: args.count]
+    photos = sample_photos(args, held_out=True)
     truths = [(p, t) for p in photos if (t := load_colour(p)) is not None]
     cf = np.array([colourfulness(t) for _, t in truths])
     order = np.argsort(cf)

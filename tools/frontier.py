@@ -156,11 +156,10 @@ def plot(reports: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from calibrate_chroma import add_sample_args, sample_photos
+
     ap.add_argument("--model", action="append", default=None, help="bundle(s); default: the embedded model")
-    ap.add_argument("--data", nargs="+", required=True)
-    ap.add_argument("--val-count", type=int, nargs="+", required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--count", type=int, default=300)
+    add_sample_args(ap)
     ap.add_argument("--saturations", type=float, nargs="+", default=[0.6, 0.8, 1.0, 1.2, 1.4, 1.6])
     ap.add_argument("--temperatures", type=float, nargs="+", default=None,
                     help="distribution-head models: a line over these annealed-mean temperatures (saturation 1) instead")
@@ -170,10 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    from trainer.files import split_folders
-
-    val = split_folders(args.data, args.val_count, None, args.seed)[1]
-    photos = val[:: max(1, len(val) // args.count)][: args.count]
+    photos = sample_photos(args, held_out=True)
     reports = [temperature_frontier(m, photos, args.temperatures, args.prior_alpha) if args.temperatures and is_distribution(m)
                else frontier(m, photos, args.saturations) for m in (args.model or [None])]
     for r in reports:

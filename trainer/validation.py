@@ -52,7 +52,11 @@ FIELDS = ["epoch", "step", "phase", "seconds", "img_per_s", "loss_l1", "loss_g_g
 def log_csv(path: Path, row: dict) -> None:
     """Append ``row``; a log that exists keeps its own columns (a run resumed by a newer trainer stays aligned)."""
     new = not path.exists() or path.stat().st_size == 0
-    fields = FIELDS if new else path.read_text().splitlines()[0].split(",")
+    if new:
+        fields = FIELDS
+    else:
+        with path.open() as f:
+            fields = f.readline().strip().split(",")
     with path.open("w" if new else "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if new:
