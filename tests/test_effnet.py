@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from runtime.image import color  # noqa: E402
-from runtime.model.efficientnet import SKIP_CHANNELS, EfficientNetLite, EfficientNetLite0, SamePadConv  # noqa: E402
+from runtime.model.efficientnet import EfficientNetLite, SamePadConv  # noqa: E402
 from runtime.model.generator import LabColorizer, build_generator, fold_batchnorm  # noqa: E402
 from runtime.model.spec import ModelSpec  # noqa: E402
 
@@ -37,7 +37,7 @@ def test_same_padding_is_tensorflows(k, stride, size, pad):
     assert out.shape[-1] == -(-size // stride)  # TF SAME: ceil(n / stride)
 
 
-@pytest.mark.parametrize("name,channels,blocks", [("efficientnet-lite0", SKIP_CHANNELS, 16),
+@pytest.mark.parametrize("name,channels,blocks", [("efficientnet-lite0", (16, 24, 40, 112, 320), 16),
                                                    ("efficientnet-lite2", (16, 24, 48, 120, 352), 21)])
 def test_encoder_pyramid_shapes(name, channels, blocks):
     enc = EfficientNetLite(name, in_channels=1, num_classes=0).eval()
@@ -54,11 +54,11 @@ def test_encoder_pyramid_shapes(name, channels, blocks):
 def test_one_channel_stem_equals_rgb_network_on_grey():
     """Summing the RGB stem over its inputs gives exactly the RGB network's output for R = G = B."""
     torch.manual_seed(0)
-    rgb = EfficientNetLite0(in_channels=3).eval()
+    rgb = EfficientNetLite("efficientnet-lite0", in_channels=3).eval()
     randomize_bn(rgb)
     state = rgb.state_dict()
     state["_conv_stem.weight"] = state["_conv_stem.weight"].sum(1, keepdim=True)
-    grey = EfficientNetLite0(in_channels=1).eval()
+    grey = EfficientNetLite("efficientnet-lite0", in_channels=1).eval()
     grey.load_state_dict(state)
     x = torch.rand(2, 1, 64, 64) * 2 - 1
     assert torch.allclose(rgb(x.repeat(1, 3, 1, 1)), grey(x), atol=1e-4)

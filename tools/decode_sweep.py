@@ -75,11 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     default = Colorizer.load(None)
     log_bins = float(np.log(head.bins))
 
-    def decode(logits: torch.Tensor, t: float, a: float) -> tuple[torch.Tensor, torch.Tensor]:
-        z = logits - a * head.log_prior[None, :, None, None] if a else logits
-        p = torch.softmax(z / t, dim=1)
-        return p, torch.einsum("nqhw,qc->nchw", p, head.centres)
-
     kinds: dict[str, tuple] = {}
     for t, a in itertools.product(args.temperatures, args.prior_alphas):
         kinds[f"ann T {t:g} a {a:g}"] = ("ann", t, a)
@@ -88,15 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     for m in args.sat_mins:
         kinds[f"sat m {m:g}"] = ("sat", m)
 
-    def variant(logits: torch.Tensor, kind: tuple) -> torch.Tensor:
-        if kind[0] == "ann":
-            return decode(logits, kind[1], kind[2])[1]
-        p1 = decode(logits, 1.0, 0.0)[0]
+    def confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(confidence, the annealed mean at VIVID_T) of one photo's logits: shared by every blend and sat kind."""
+        p1 = torch.softmax(logits, dim=1)
         entropy = -(p1 * torch.log(p1.clamp_min(1e-12))).sum(1, keepdim=True)
-        conf = ((1 - entropy / log_bins) / CONCENTRATION_FULL).clamp(0, 1)
-        vivid = decode(logits, VIVID_T, 0.0)[1]
+        return ((1 - entropy / log_bins) / CONCENTRATION_FULL).clamp(0, 1), head.decode(logits, VIVID_T)
+
+    def variant(logits: torch.Tensor, kind: tuple, conf: torch.Tensor, vivid: torch.Tensor) -> torch.Tensor:
+        if kind[0] == "ann":
+            return head.decode(logits, kind[1], kind[2])
         if kind[0] == "blend":
-            mean = decode(logits, 1.0, kind[1])[1]
+            mean = head.decode(logits, 1.0, kind[1])
             return mean + conf ** kind[2] * (vivid - mean)
         return vivid * (kind[1] + (1 - kind[1]) * conf)
 
@@ -123,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
             return ((ab[:1] + ab[1:, :, :, ::-1]) * np.float32(0.5))[0]
         with torch.inference_mode():
             logits = g(x, None, return_logits=True).float()
-            own = full(decode(logits, spec.ab_temperature, spec.ab_prior_alpha)[1])
+            own = full(head.decode(logits, spec.ab_temperature, spec.ab_prior_alpha))
             worst = max(worst, float(np.abs(own - ab_served).max()))
+            conf, vivid = confidence(logits)
             for name, kind in kinds.items():
-                scores[name].append(score_image(served.finish(L, full(variant(logits, kind)), geom), truth))
+                scores[name].append(score_image(served.finish(L, full(variant(logits, kind, conf, vivid)), geom), truth))
         print(f"\r{i + 1}/{len(photos)}", end="", file=sys.stderr)
     print(file=sys.stderr)
     cf_mean = float(np.mean(cf_truth))

@@ -46,16 +46,24 @@ LITE2_STAGES = (
 )
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
-# Block index (0-based, over the 16 blocks) after which a feature map is taken as a U-Net skip, and its channels:
-# 16 @ H/2, 24 @ H/4, 40 @ H/8, 112 @ H/16, 320 @ H/32.
-SKIP_BLOCKS = (0, 2, 4, 10, 15)
-SKIP_CHANNELS = (16, 24, 40, 112, 320)
-# Per encoder name (spec.encoder): (stages, skip blocks, skip channels). Lite2: 16 @ H/2, 24 @ H/4, 48 @ H/8,
-# 120 @ H/16, 352 @ H/32.
-LAYOUTS = {
-    "efficientnet-lite0": (LITE0_STAGES, SKIP_BLOCKS, SKIP_CHANNELS),
-    "efficientnet-lite2": (LITE2_STAGES, (0, 3, 6, 14, 20), (16, 24, 48, 120, 352)),
-}
+
+
+def skip_layout(stages: tuple[tuple[int, ...], ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The U-Net skips of a stage table: (block indices, 0-based over all blocks, and channels) of the last block at
+    each resolution, i.e. of every stage followed by a stride-2 stage, and of the last stage. Lite0: blocks
+    (0, 2, 4, 10, 15), 16 @ H/2, 24 @ H/4, 40 @ H/8, 112 @ H/16, 320 @ H/32; Lite2: (0, 3, 6, 14, 20), 16, 24, 48,
+    120, 352."""
+    blocks, channels, end = [], [], -1
+    for i, (repeats, _, _, _, _, cout) in enumerate(stages):
+        end += repeats
+        if i + 1 == len(stages) or stages[i + 1][2] == 2:
+            blocks.append(end)
+            channels.append(cout)
+    return tuple(blocks), tuple(channels)
+
+
+# Per encoder name (spec.encoder): its stage table.
+LAYOUTS = {"efficientnet-lite0": LITE0_STAGES, "efficientnet-lite2": LITE2_STAGES}
 
 
 class SamePadConv(nn.Conv2d):
@@ -109,7 +117,8 @@ class EfficientNetLite(nn.Module):
 
     def __init__(self, name: str = "efficientnet-lite0", in_channels: int = 3, num_classes: int = 1000):
         super().__init__()
-        stages, self.skip_blocks, self.skip_channels = LAYOUTS[name]
+        stages = LAYOUTS[name]
+        self.skip_blocks, self.skip_channels = skip_layout(stages)
         self._conv_stem = SamePadConv(in_channels, STEM_CHANNELS, 3, 2)
         self._bn0 = _bn(STEM_CHANNELS)
         blocks = []
@@ -139,8 +148,3 @@ class EfficientNetLite(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, head = self.features(self.stem(x))
         return self._fc(head.mean(dim=(2, 3)))
-
-
-class EfficientNetLite0(EfficientNetLite):
-    def __init__(self, in_channels: int = 3, num_classes: int = 1000):
-        super().__init__("efficientnet-lite0", in_channels, num_classes)
