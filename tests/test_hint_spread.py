@@ -131,8 +131,8 @@ def test_between_hints_colours_join_up_and_beyond_them_they_fade():
     hints = np.zeros((1, 3, h, w), np.float32)
     for y, x in ((20, 30), (20, 110), (100, 70)):
         hints[0, :, y - 1:y + 2, x - 1:x + 2] = np.array([30.0, 0.0, 1.0])[:, None, None]
-    joined = hs.spread_hints(ab, L, hints)[0, 0]
-    fading = hs.spread_hints(ab, L, hints, reach_between=None)[0, 0]
+    joined = hs.spread_hints(ab, L, hints, fill=False)[0, 0]  # the spreading alone (on a flat picture every pixel
+    fading = hs.spread_hints(ab, L, hints, reach_between=None, fill=False)[0, 0]  # looks like the hints: all filled)
     middle, outside = joined[47, 70], joined[150, 190]
     assert middle > 1.3 * fading[47, 70], (middle, fading[47, 70])
     assert outside < 0.1 * 30 and abs(outside - fading[150, 190]) < 0.5, (outside, fading[150, 190])
@@ -144,11 +144,71 @@ def test_a_dot_colours_its_surroundings_fully_then_fades():
     ab = np.zeros((1, 2, h, w), np.float32)
     hints = np.zeros((1, 3, h, w), np.float32)
     hints[0, :, 59:62, 79:82] = np.array([0.0, -40.0, 1.0])[:, None, None]
-    plateau = hs.spread_hints(ab, L, hints)[0, 1]
-    plain = hs.spread_hints(ab, L, hints, floor=None)[0, 1]
+    plateau = hs.spread_hints(ab, L, hints, fill=False)[0, 1]  # the spreading alone (as above)
+    plain = hs.spread_hints(ab, L, hints, floor=None, fill=False)[0, 1]
     assert plateau[60, 84] < -0.9 * 40 and plain[60, 84] > -0.7 * 40, (plateau[60, 84], plain[60, 84])  # 3 px away
     assert (np.abs(plateau) <= 40 + 1e-3).all()  # never beyond the hint's own colour
     assert abs(plateau[5, 5]) < 0.1 * 40  # far away it has faded
     weight = hs.spread_residual(L[0, 0], (hints[0, 2:] > 0).astype(np.float32), hints[0, 2] > 0)[0]
     far = weight < hs.FLOOR
     assert np.allclose(plateau[far], plain[far] / hs.FLOOR, atol=1e-3)  # beyond the plateau: the plain fade, rescaled
+
+
+def bands(h=40, w=60, cut=(25, 35)):
+    """Dark | light | dark vertical bands (L 40 | 70 | 40): the two dark bands look alike but no path of even
+    lightness joins them."""
+    L = np.full((h, w), 40.0, np.float32)
+    L[:, cut[0]:cut[1]] = 70.0
+    return L + np.random.default_rng(0).normal(0, 0.3, L.shape).astype(np.float32)
+
+
+def test_the_fill_colours_what_looks_like_the_hinted_part_and_nothing_else():
+    L = bands(cut=(22, 28))
+    ab = np.zeros((1, 2, 40, 60), np.float32)
+    hints = np.zeros((1, 3, 40, 60), np.float32)
+    hints[0, :, 18:21, 16:19] = np.array([40.0, 0.0, 1.0])[:, None, None]
+    filled = hs.spread_hints(ab, L[None, None], hints)[0, 0]
+    plain = hs.spread_hints(ab, L[None, None], hints, fill=False)[0, 0]
+    twin, between = (slice(None), slice(32, 45)), (slice(None), slice(23, 27))
+    assert np.abs(plain[twin]).max() < 0.5  # the spreading alone stops at the light band
+    assert filled[twin].mean() > 5 and filled[twin].max() <= 40 + 1e-3, filled[twin].mean()  # the fill reaches the twin
+    assert np.abs(filled[between]).max() < 0.5  # and not the light band, which looks like nothing hinted
+
+
+def test_the_fill_fades_with_distance_from_the_hints():
+    L = bands(40, 200, (25, 35))
+    ab = np.zeros((1, 2, 40, 200), np.float32)
+    hints = np.zeros((1, 3, 40, 200), np.float32)
+    hints[0, :, 18:21, 8:11] = np.array([40.0, 0.0, 1.0])[:, None, None]
+    out = hs.spread_hints(ab, L[None, None], hints)[0, 0]
+    near, far = out[:, 40:60].mean(), out[:, 180:].mean()
+    assert near > 5 and far < 0.2 * near, (near, far)
+
+
+def test_links_are_cut_where_the_network_sees_two_things_of_one_grey():
+    """Even lightness, but the network coloured the halves differently: a hint in one half stays in it."""
+    h, w = 40, 60
+    L = np.full((1, 1, h, w), 50.0, np.float32)
+    ab = np.zeros((1, 2, h, w), np.float32)
+    ab[0, 0, :, :30], ab[0, 0, :, 30:] = 20.0, -20.0
+    hints = np.zeros((1, 3, h, w), np.float32)
+    hints[0, :, 18:21, 24:27] = np.array([20.0, 40.0, 1.0])[:, None, None]
+    right = (slice(None), slice(31, 45))
+    lightness_only = hs.spread_hints(ab, L, hints, features=False, fill=False)[0, 1]
+    with_features = hs.spread_hints(ab, L, hints)[0, 1]
+    assert lightness_only[right].mean() > 5, lightness_only[right].mean()
+    assert with_features[right].mean() < 0.1 * lightness_only[right].mean(), with_features[right].mean()
+    assert with_features[:, :26].mean() > 0.8 * lightness_only[:, :26].mean()  # the hinted half is coloured as before
+
+
+def test_the_fill_pools_hinted_pixels_into_a_bounded_number_of_samples():
+    from runtime.image import hint_features as hf
+
+    L = np.random.default_rng(2).uniform(0, 100, (256, 256)).astype(np.float32)
+    guide = hf.guide_features(L, np.zeros((2, 256, 256), np.float32))
+    mask = np.ones((256, 256), bool)
+    residual = np.full((2, 256, 256), 7.0, np.float32)
+    colour, confidence = hf.fill(guide, residual, mask)
+    assert hf._samples(guide, residual, mask)[0].shape[0] == hf.MAX_SAMPLES < (256 // hf.CELL) ** 2
+    matched = confidence > 1e-3  # a pixel like some hinted cell takes their residual, and only that
+    assert matched.mean() > 0.5 and np.allclose(colour[:, matched], 7.0, atol=1e-3) and (confidence < 1).all()

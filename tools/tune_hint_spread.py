@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""Choose the hint-spreading constants (runtime/image/hint_spread.py: SIGMA_L, REACH, REACH_BETWEEN, FLOOR) on
-TRAINING photos, and see what each setting does to a restorer's dots on one object.
+"""Choose the hint-spreading constants (runtime/image/hint_spread.py: SIGMA_L, REACH, REACH_BETWEEN, FLOOR; and
+runtime/image/hint_features.py: FILL_SIGMA, FILL_EPS, FILL_REACH) on TRAINING photos, and see what each setting does
+to a restorer's dots on one object.
 
 For each photo of the trainer's training split (never the validation split), K hint points are sampled from
 the truth as tools/evaluate_hints.py does; the network's automatic answer is computed once per photo, and every
 (sigma_L, reach, reach between hints, floor) setting of the grid spreads the hints over that same answer. The
-table gives mean PSNR and CIEDE2000 per setting ("network alone": the model's own hint input, for reference), and
+table gives mean PSNR and CIEDE2000 per setting ("network alone": the model's own hint input, for reference): first
+the spreading's own constants with links by lightness only and no fill (--sigmas ... --floors), then, at the module's
+constants, the feature-weakened links alone and with each fill setting (--fill-sigmas, --fill-eps, --fill-reaches);
+and
 two columns from the hinted-square scene (flat_square_photo, also used by tests/test_hints.py): three red dots on a
 flat grey square in a textured photo; "square a" is the square's mean a (the hint's own is 65: higher = the square
 follows the dots better), "far dab" the mean delta ab from the automatic result in a far corner (lower = more local;
 the test's limit is 6). The chosen constants go into hint_spread.py by hand.
 
-    python tools/tune_hint_spread.py ../shared/data/mix --val-count 1000 --count 60 --points 10
+    python tools/tune_hint_spread.py ../shared/data/mix --val-count 1000 --count 60 --points 10 \
+        --fill-sigmas 0.7 0.85 --fill-eps 0.5 1 --fill-reaches 0.25 0.3 0.4
 """
 from __future__ import annotations
 
@@ -66,22 +71,33 @@ def main(argv: list[str] | None = None) -> int:
                     help="reach inside the convex hull of the hints (0: the same as outside)")
     ap.add_argument("--floors", type=float, nargs="+", default=[0.0, 0.7],
                     help="the spread hint weight at which a hint's colour starts to fade (0: no plateau)")
+    ap.add_argument("--fill-sigmas", type=float, nargs="+", default=[], help="feature-space fill: kernel widths")
+    ap.add_argument("--fill-eps", type=float, nargs="+", default=[1.0], help="fill: confidence constants")
+    ap.add_argument("--fill-reaches", type=float, nargs="+", default=[0.3], help="fill: reach from the nearest hint")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
     from runtime import Colorizer
-    from runtime.image import hint_spread
+    from runtime.image import hint_features, hint_spread
     from runtime.image.color import rgb_to_l, rgb_to_lab
     from runtime.image.geometry import prepare_l
 
     c = Colorizer.load(args.model, hint_mode="network")
-    grid = list(itertools.product(args.sigmas, args.reaches, args.betweens, args.floors))
+    # (sigma_L, reach, between, floor, feature links, fill (sigma, eps, reach) or None)
+    grid = [(*c, False, None) for c in itertools.product(args.sigmas, args.reaches, args.betweens, args.floors)]
+    here = (hint_spread.SIGMA_L, hint_spread.REACH, hint_spread.REACH_BETWEEN, hint_spread.FLOOR)
+    grid += [(*here, True, None)] + [(*here, True, f) for f in itertools.product(args.fill_sigmas, args.fill_eps,
+                                                                                   args.fill_reaches)]
 
-    def name(s: float, r: float, b: float, f: float) -> str:
-        return f"spread, sigma {s:g}, reach {r:g}, between {b:g}, floor {f:g}"
+    def name(s: float, r: float, b: float, f: float, links: bool, fill: tuple | None) -> str:
+        out = f"spread, sigma {s:g}, reach {r:g}, between {b:g}, floor {f:g}" + (", feature links" if links else "")
+        return out + (f", fill sigma {fill[0]:g} eps {fill[1]:g} reach {fill[2]:g}" if fill else "")
 
-    def spread(ab, net_L, net_hints, s, r, b, f):
-        return hint_spread.spread_hints(ab, net_L, net_hints, sigma=s, reach=r, reach_between=b or None, floor=f or None)[0]
+    def spread(ab, net_L, net_hints, s, r, b, f, links, fill):
+        if fill:
+            hint_features.FILL_SIGMA, hint_features.FILL_EPS, hint_features.FILL_REACH = fill
+        return hint_spread.spread_hints(ab, net_L, net_hints, sigma=s, reach=r, reach_between=b or None, floor=f or None,
+                                        features=links, fill=bool(fill))[0]
 
     img, sq = flat_square_photo()
     L_sq = rgb_to_l(np.repeat(img[..., None], 3, -1).astype(np.float32) / 255)

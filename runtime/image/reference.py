@@ -38,7 +38,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .hint_spread import box_mean, spread_hints
+from .hint_features import box_mean
+from .hint_spread import spread_hints
 
 CELL = 4  # network pixels per cell side
 TAU = 1.0  # feature distance below which a match is trusted
@@ -177,7 +178,9 @@ def apply_reference(ab: np.ndarray, net_L: np.ndarray, ref: Reference | None,
             gate = gate_filter(gate)
         if gate == 0.0:
             continue
-        spread = spread_hints(ab[i:i + 1], net_L[i:i + 1], hints)[0]
+        # The links that keep colour inside an object, but not the feature-space fill: the matcher has already found
+        # what looks alike, and the fill over a reference's thousand matched cells would cost 4x the network.
+        spread = spread_hints(ab[i:i + 1], net_L[i:i + 1], hints, fill=False)[0]
         if out is None:
             out = np.array(ab, dtype=np.float32, copy=True)
         out[i] = ab[i] + np.float32(gate) * (spread - ab[i])

@@ -1,0 +1,135 @@
+"""What a pixel is, for hint colour to know where it belongs: the features that keep colour inside an object.
+
+Hint spreading (runtime/image/hint_spread.py) follows lightness; these features add what lightness alone does not
+tell apart: a pixel's surroundings (its lightness averaged near and farther), its texture (the spread and the
+gradient of lightness around it) and what the network makes of it (its automatic a and b: pixels the network
+colours alike are, to it, the same kind of thing). They serve twice:
+
+- **Links** (``link_weights``): the spreading's link between two neighbours is also weakened by how different their
+  lightness, surroundings and automatic colour are (``LINKS``; not the texture, which peaks at an edge and would cut
+  the pixels along it off from both sides), so a hint's colour stops more where the network sees two things of
+  similar grey (a blue saucer on a brown table).
+- **Fill** (``fill``): beyond the dots' reach, where the spreading has faded, a pixel takes the hint colour of the
+  hinted parts that look like it (the non-local half of edit propagation: An and Pellacini, "AppProp", SIGGRAPH
+  2008): a kernel-weighted mean of the hints' residuals in feature space, with a confidence that is high only where
+  some hint matches closely and that fades with the distance to the nearest hint (``FILL_REACH``). Ten dots over a
+  photo then colour the rest of a wall cut by a post, the other sleeve; a few dots on one object leave unrelated
+  parts of the picture mostly alone (tools/evaluate_bleed.py).
+
+Features are scaled so that a difference of 1 is about what separates two objects (the scales of
+runtime/image/reference.py's matcher, which describes cells the same way); windows scale with the grid (their sizes
+are for a 256-pixel grid). The constants were chosen on training photos (tools/tune_hint_spread.py: 10 points, 24.91
+-> 25.30 dB) under the bleed out of hand-traced objects (tools/evaluate_bleed.py: 2.11 -> 1.81 delta ab outside
+them); on 184 validation photos hints at 10 points gain +2.99 dB over automatic instead of +2.56. The numbers, and
+what was tried and dropped (the network's decoder features in their place did no better): docs/hints/README.md.
+Numpy only; deterministic.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Scales: lightness, its means near and farther, texture (standard deviation, gradient), automatic a, b.
+SCALES = np.array([8.0, 10.0, 15.0, 4.0, 3.0, 6.0, 6.0], np.float32)
+NEAR, FAR, TEXTURE = 4, 10, 2  # window radii (pixels of a 256-pixel grid) of the lightness means and the texture
+FILL_SIGMA = 0.7  # feature distance at which a hint's pull in the fill falls to exp(-1/2)
+FILL_EPS = 1.0  # the fill's confidence is s / (s + FILL_EPS), s the summed pull of the hinted cells (one cell: 1)
+# The features that weaken links (indices into SCALES) and their weight there: not the texture (it peaks AT an edge,
+# so it would cut the pixels along an edge off from both sides), the automatic colour twice as strongly.
+LINKS = (0, 1, 2, 5, 6)
+LINK_GAIN = np.array([1.0, 1.0, 1.0, 2.0, 2.0], np.float32)
+FILL_REACH = 0.3  # the fill fades with the distance to the nearest hint, over this fraction of the grid's longer side
+CELL = 4  # hinted pixels are pooled into CELL x CELL cells: the fill's samples
+MAX_SAMPLES = 256  # at most this many cells are samples (evenly taken): the fill's cost stays bounded
+CHUNK = 8192  # pixels whose distances to the samples are computed at a time
+
+
+def box_mean(x: np.ndarray, radius: int) -> np.ndarray:
+    """Mean of x (..., h, w) over (2 radius + 1)^2 windows (clipped at the borders: a box sum over a box count)."""
+    def box_sum(a: np.ndarray) -> np.ndarray:
+        pad = [(0, 0)] * (a.ndim - 2) + [(radius + 1, radius), (radius + 1, radius)]
+        c = np.pad(a, pad).cumsum(-2).cumsum(-1)
+        k = 2 * radius + 1
+        return c[..., k:, k:] - c[..., :-k, k:] - c[..., k:, :-k] + c[..., :-k, :-k]
+    ones = np.ones(x.shape[-2:], np.float64)
+    return (box_sum(x.astype(np.float64)) / box_sum(ones)).astype(np.float32)
+
+
+def guide_features(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """Network-grid L (h, w) in [0, 100] and the automatic ab (2, h, w) -> scaled features (7, h, w) float32."""
+    L = np.asarray(L, np.float32)
+    k = max(L.shape) / 256.0
+
+    def radius(r: int) -> int:
+        return max(1, round(r * k))
+    t = radius(TEXTURE)
+    mean = box_mean(L, t)
+    sd = np.sqrt(np.maximum(box_mean(L * L, t) - mean * mean, 0))
+    gy, gx = np.gradient(L)
+    grad = box_mean(np.hypot(gy, gx) / np.float32(k), t)  # per 256-grid pixel, so the scale holds at any size
+    f = np.stack([L, box_mean(L, radius(NEAR)), box_mean(L, radius(FAR)), sd, grad,
+                  np.asarray(ab[0], np.float32), np.asarray(ab[1], np.float32)])
+    return (f / SCALES[:, None, None]).astype(np.float32)
+
+
+def link_weights(guide: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Factors (h-1, w) and (h, w-1) for the links between vertical and horizontal neighbours: exp(-|df|^2 / 2)."""
+    guide = guide[list(LINKS)] * LINK_GAIN[:, None, None]
+    dy = ((guide[:, 1:] - guide[:, :-1]) ** 2).sum(0)
+    dx = ((guide[:, :, 1:] - guide[:, :, :-1]) ** 2).sum(0)
+    return np.exp(-0.5 * dy).astype(np.float32), np.exp(-0.5 * dx).astype(np.float32)
+
+
+def halve(guide: np.ndarray) -> np.ndarray:
+    """The guide on a grid of half the size (even crop, 2x2 means), as the spreading's coarse levels need it."""
+    c, h, w = guide.shape[0], (guide.shape[1] // 2) * 2, (guide.shape[2] // 2) * 2
+    return guide[:, :h, :w].reshape(c, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+
+
+def _samples(guide: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The hinted cells: their mean features (K, F), mean residuals (K, 2) and centres (K, 2) (y, x), over their
+    hinted pixels only."""
+    c, h, w = guide.shape
+    H, W = -(-h // CELL), -(-w // CELL)
+
+    def cells(a: np.ndarray) -> np.ndarray:  # (n, h, w) -> (n, H * W) sums over cells (zero padded)
+        a = np.pad(a, ((0, 0), (0, H * CELL - h), (0, W * CELL - w)))
+        return a.reshape(a.shape[0], H, CELL, W, CELL).sum(axis=(2, 4)).reshape(a.shape[0], -1)
+    m = mask.astype(np.float32)[None]
+    count = cells(m)[0]
+    hinted = np.flatnonzero(count > 0)
+    if hinted.size > MAX_SAMPLES:
+        hinted = hinted[np.linspace(0, hinted.size - 1, MAX_SAMPLES).round().astype(int)]
+    n = count[hinted]
+    feats = cells(guide * m)[:, hinted] / n
+    res = cells(residual * m)[:, hinted] / n
+    centres = np.stack([(hinted // W) * CELL + CELL / 2, (hinted % W) * CELL + CELL / 2], 1).astype(np.float32)
+    return np.ascontiguousarray(feats.T), np.ascontiguousarray(res.T), centres
+
+
+def fill(guide: np.ndarray, residual: np.ndarray, mask: np.ndarray, sigma: float | None = None,
+         eps: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The feature-space fill of hint residuals (2, h, w) given at mask (h, w): the kernel-weighted mean residual of
+    the hinted cells (2, h, w) and its confidence (h, w) in [0, 1). ``sigma``, ``eps``: default FILL_SIGMA, FILL_EPS
+    (read at call time, so tools/tune_hint_spread.py can try others)."""
+    sigma = FILL_SIGMA if sigma is None else sigma
+    eps = FILL_EPS if eps is None else eps
+    f, r, centres = _samples(guide, residual, mask)
+    c, h, w = guide.shape
+    reach = np.float32(FILL_REACH * max(h, w))
+    yy, xx = np.divmod(np.arange(h * w, dtype=np.float32), np.float32(w))
+    G = guide.reshape(c, -1)
+    out = np.zeros((2, h * w), np.float32)
+    conf = np.zeros(h * w, np.float32)
+    ff = (f * f).sum(1)
+    k = np.float32(-0.5 / (sigma * sigma))
+    for s in range(0, h * w, CHUNK):
+        g = G[:, s:s + CHUNK]
+        d2 = np.maximum((g * g).sum(0)[:, None] - 2 * (g.T @ f.T) + ff[None], 0)  # (P, K)
+        wgt = np.exp(k * d2)
+        total = wgt.sum(1)
+        out[:, s:s + CHUNK] = (wgt @ r).T / np.maximum(total, 1e-12)
+        conf[s:s + CHUNK] = total / (total + np.float32(eps))
+        if np.isfinite(reach):  # how far from the nearest hinted cell
+            near2 = ((yy[s:s + CHUNK, None] - centres[None, :, 0]) ** 2 + (xx[s:s + CHUNK, None] - centres[None, :, 1]) ** 2).min(1)
+            conf[s:s + CHUNK] *= np.exp(-0.5 * near2 / (reach * reach))
+    return out.reshape(2, h, w), conf.reshape(h, w)
