@@ -185,22 +185,6 @@ def test_the_fill_fades_with_distance_from_the_hints():
     assert near > 5 and far < 0.2 * near, (near, far)
 
 
-def test_links_are_cut_where_the_network_sees_two_things_of_one_grey():
-    """Even lightness, but the network coloured the halves differently: a hint in one half stays in it."""
-    h, w = 40, 60
-    L = np.full((1, 1, h, w), 50.0, np.float32)
-    ab = np.zeros((1, 2, h, w), np.float32)
-    ab[0, 0, :, :30], ab[0, 0, :, 30:] = 20.0, -20.0
-    hints = np.zeros((1, 3, h, w), np.float32)
-    hints[0, :, 18:21, 24:27] = np.array([20.0, 40.0, 1.0])[:, None, None]
-    right = (slice(None), slice(31, 45))
-    lightness_only = hs.spread_hints(ab, L, hints, features=False, fill=False)[0, 1]
-    with_features = hs.spread_hints(ab, L, hints)[0, 1]
-    assert lightness_only[right].mean() > 5, lightness_only[right].mean()
-    assert with_features[right].mean() < 0.1 * lightness_only[right].mean(), with_features[right].mean()
-    assert with_features[:, :26].mean() > 0.8 * lightness_only[:, :26].mean()  # the hinted half is coloured as before
-
-
 def test_the_fill_pools_hinted_pixels_into_a_bounded_number_of_samples():
     from runtime.image import hint_features as hf
 

@@ -6,17 +6,16 @@ to a restorer's dots on one object.
 For each photo of the trainer's training split (never the validation split), K hint points are sampled from
 the truth as tools/evaluate_hints.py does; the network's automatic answer is computed once per photo, and every
 (sigma_L, reach, reach between hints, floor) setting of the grid spreads the hints over that same answer. The
-table gives mean PSNR and CIEDE2000 per setting ("network alone": the model's own hint input, for reference): first
-the spreading's own constants with links by lightness only and no fill (--sigmas ... --floors), then, at the module's
-constants, the feature-weakened links alone and with each fill setting (--fill-sigmas, --fill-eps, --fill-reaches);
-and
+table gives mean PSNR and CIEDE2000 per setting ("network alone": the model's own hint input, for reference): each
+setting of the spreading's constants (--sigmas ... --floors) without the feature-space fill and with each fill
+setting (--fill-sigmas, --fill-eps, --fill-reaches); and
 two columns from the hinted-square scene (flat_square_photo, also used by tests/test_hints.py): three red dots on a
 flat grey square in a textured photo; "square a" is the square's mean a (the hint's own is 65: higher = the square
 follows the dots better), "far dab" the mean delta ab from the automatic result in a far corner (lower = more local;
 the test's limit is 6). The chosen constants go into hint_spread.py by hand.
 
-    python tools/tune_hint_spread.py ../shared/data/mix --val-count 1000 --count 60 --points 10 \
-        --fill-sigmas 0.7 0.85 --fill-eps 0.5 1 --fill-reaches 0.25 0.3 0.4
+    python tools/tune_hint_spread.py ../shared/data/mix --val-count 1000 --count 60 --points 10 --sigmas 2.8 3.2 4 \
+        --betweens 1 --floors 0.7 --fill-sigmas 0.7 --fill-eps 1 --fill-reaches 0.3
 """
 from __future__ import annotations
 
@@ -83,21 +82,20 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.image.geometry import prepare_l
 
     c = Colorizer.load(args.model, hint_mode="network")
-    # (sigma_L, reach, between, floor, feature links, fill (sigma, eps, reach) or None)
-    grid = [(*c, False, None) for c in itertools.product(args.sigmas, args.reaches, args.betweens, args.floors)]
-    here = (hint_spread.SIGMA_L, hint_spread.REACH, hint_spread.REACH_BETWEEN, hint_spread.FLOOR)
-    grid += [(*here, True, None)] + [(*here, True, f) for f in itertools.product(args.fill_sigmas, args.fill_eps,
-                                                                                   args.fill_reaches)]
+    # (sigma_L, reach, between, floor, fill (sigma, eps, reach) or None): every spreading without the fill and with
+    # each fill setting
+    fills = [None, *itertools.product(args.fill_sigmas, args.fill_eps, args.fill_reaches)]
+    grid = [(*c, f) for c in itertools.product(args.sigmas, args.reaches, args.betweens, args.floors) for f in fills]
 
-    def name(s: float, r: float, b: float, f: float, links: bool, fill: tuple | None) -> str:
-        out = f"spread, sigma {s:g}, reach {r:g}, between {b:g}, floor {f:g}" + (", feature links" if links else "")
+    def name(s: float, r: float, b: float, f: float, fill: tuple | None) -> str:
+        out = f"spread, sigma {s:g}, reach {r:g}, between {b:g}, floor {f:g}"
         return out + (f", fill sigma {fill[0]:g} eps {fill[1]:g} reach {fill[2]:g}" if fill else "")
 
-    def spread(ab, net_L, net_hints, s, r, b, f, links, fill):
+    def spread(ab, net_L, net_hints, s, r, b, f, fill):
         if fill:
             hint_features.FILL_SIGMA, hint_features.FILL_EPS, hint_features.FILL_REACH = fill
         return hint_spread.spread_hints(ab, net_L, net_hints, sigma=s, reach=r, reach_between=b or None, floor=f or None,
-                                        features=links, fill=bool(fill))[0]
+                                        fill=bool(fill))[0]
 
     img, sq = flat_square_photo()
     L_sq = rgb_to_l(np.repeat(img[..., None], 3, -1).astype(np.float32) / 255)

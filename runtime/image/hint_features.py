@@ -1,27 +1,21 @@
-"""What a pixel is, for hint colour to know where it belongs: the features that keep colour inside an object.
+"""Colour for what looks like a hinted part: the feature-space fill of hint spreading beyond the dots' reach.
 
-Hint spreading (runtime/image/hint_spread.py) follows lightness; these features add what lightness alone does not
-tell apart: a pixel's surroundings (its lightness averaged near and farther), its texture (the spread and the
-gradient of lightness around it) and what the network makes of it (its automatic a and b: pixels the network
-colours alike are, to it, the same kind of thing). They serve twice:
-
-- **Links** (``link_weights``): the spreading's link between two neighbours is also weakened by how different their
-  lightness, surroundings and automatic colour are (``LINKS``; not the texture, which peaks at an edge and would cut
-  the pixels along it off from both sides), so a hint's colour stops more where the network sees two things of
-  similar grey (a blue saucer on a brown table).
-- **Fill** (``fill``): beyond the dots' reach, where the spreading has faded, a pixel takes the hint colour of the
-  hinted parts that look like it (the non-local half of edit propagation: An and Pellacini, "AppProp", SIGGRAPH
-  2008): a kernel-weighted mean of the hints' residuals in feature space, with a confidence that is high only where
-  some hint matches closely and that fades with the distance to the nearest hint (``FILL_REACH``). Ten dots over a
-  photo then colour the rest of a wall cut by a post, the other sleeve; a few dots on one object leave unrelated
-  parts of the picture mostly alone (tools/evaluate_bleed.py).
+Hint spreading (runtime/image/hint_spread.py) carries a dot's colour along paths of even lightness and fades it over
+a fifth of the picture; what lies beyond, or behind an edge, keeps its automatic colour even when it is plainly the
+same thing as a hinted part (the rest of a wall cut by a post, the other sleeve). Here a pixel is described by seven
+features: its lightness, its lightness averaged near and farther, its texture (the spread and the gradient of
+lightness around it) and what the network makes of it (its automatic a and b: pixels the network colours alike are,
+to it, the same kind of thing). Where the spreading has faded, a pixel takes the hint residuals of the hinted parts
+that look like it (``fill``; the non-local half of edit propagation: An and Pellacini, "AppProp", SIGGRAPH 2008): a
+kernel-weighted mean in feature space, with a confidence that is high only where some hinted part matches closely
+and that fades with the distance to the nearest hint (``FILL_REACH``), so a few dots on one object leave unrelated
+parts of the picture mostly alone (tools/evaluate_bleed.py measures how much colour leaves a hand-traced object).
 
 Features are scaled so that a difference of 1 is about what separates two objects (the scales of
 runtime/image/reference.py's matcher, which describes cells the same way); windows scale with the grid (their sizes
-are for a 256-pixel grid). The constants were chosen on training photos (tools/tune_hint_spread.py: 10 points, 24.91
--> 25.30 dB) under the bleed out of hand-traced objects (tools/evaluate_bleed.py: 2.11 -> 1.81 delta ab outside
-them); on 184 validation photos hints at 10 points gain +2.99 dB over automatic instead of +2.56. The numbers, and
-what was tried and dropped (the network's decoder features in their place did no better): docs/hints/README.md.
+are for a 256-pixel grid). The constants were chosen on training photos (tools/tune_hint_spread.py) under the bleed
+out of hand-traced objects; the numbers, and what was tried and dropped (among them the network's decoder features in
+place of these, and links between neighbours weakened by feature differences), are in docs/hints/README.md.
 Numpy only; deterministic.
 """
 from __future__ import annotations
@@ -33,10 +27,6 @@ SCALES = np.array([8.0, 10.0, 15.0, 4.0, 3.0, 6.0, 6.0], np.float32)
 NEAR, FAR, TEXTURE = 4, 10, 2  # window radii (pixels of a 256-pixel grid) of the lightness means and the texture
 FILL_SIGMA = 0.7  # feature distance at which a hint's pull in the fill falls to exp(-1/2)
 FILL_EPS = 1.0  # the fill's confidence is s / (s + FILL_EPS), s the summed pull of the hinted cells (one cell: 1)
-# The features that weaken links (indices into SCALES) and their weight there: not the texture (it peaks AT an edge,
-# so it would cut the pixels along an edge off from both sides), the automatic colour twice as strongly.
-LINKS = (0, 1, 2, 5, 6)
-LINK_GAIN = np.array([1.0, 1.0, 1.0, 2.0, 2.0], np.float32)
 FILL_REACH = 0.3  # the fill fades with the distance to the nearest hint, over this fraction of the grid's longer side
 CELL = 4  # hinted pixels are pooled into CELL x CELL cells: the fill's samples
 MAX_SAMPLES = 256  # at most this many cells are samples (evenly taken): the fill's cost stays bounded
@@ -69,20 +59,6 @@ def guide_features(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
     f = np.stack([L, box_mean(L, radius(NEAR)), box_mean(L, radius(FAR)), sd, grad,
                   np.asarray(ab[0], np.float32), np.asarray(ab[1], np.float32)])
     return (f / SCALES[:, None, None]).astype(np.float32)
-
-
-def link_weights(guide: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Factors (h-1, w) and (h, w-1) for the links between vertical and horizontal neighbours: exp(-|df|^2 / 2)."""
-    guide = guide[list(LINKS)] * LINK_GAIN[:, None, None]
-    dy = ((guide[:, 1:] - guide[:, :-1]) ** 2).sum(0)
-    dx = ((guide[:, :, 1:] - guide[:, :, :-1]) ** 2).sum(0)
-    return np.exp(-0.5 * dy).astype(np.float32), np.exp(-0.5 * dx).astype(np.float32)
-
-
-def halve(guide: np.ndarray) -> np.ndarray:
-    """The guide on a grid of half the size (even crop, 2x2 means), as the spreading's coarse levels need it."""
-    c, h, w = guide.shape[0], (guide.shape[1] // 2) * 2, (guide.shape[2] // 2) * 2
-    return guide[:, :h, :w].reshape(c, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
 
 
 def _samples(guide: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,20 +25,18 @@ Two refinements over that plain form, each measured on training photos:
   pixel), and the residual added is r / max(d, FLOOR): where enough hint reaches (d >= FLOOR) it is the hints' own
   weighted mean, in full; farther out it fades like d. The solver carries the three channels (a, b, d) at once.
 
-And two that use what the picture's parts are, not only their lightness (runtime/image/hint_features.py: lightness
-around a pixel, texture, and the network's automatic colour):
-- **Links know objects.** w_ij is also weakened by the neighbours' feature difference, so colour stops where the
-  network sees two things of one grey (a blue saucer on a brown table).
-- **What looks like a hinted part takes its colour.** Where d has fallen below FLOOR (beyond the dots' reach), a
-  feature-space fill adds the residual of the hinted parts that look like the pixel, with a confidence that is high
-  only for close matches and fades with the distance to the nearest hint (hint_features.fill): the other car, the
-  rest of a wall cut by a post.
+- **What looks like a hinted part takes its colour.** Where d has fallen below FLOOR (beyond the dots' reach, or
+  behind an edge), a feature-space fill adds the residual of the hinted parts that look like the pixel (lightness
+  around it, texture, the network's automatic colour), with a confidence that is high only for close matches and
+  that fades with the distance to the nearest hint (runtime/image/hint_features.py): the rest of a wall cut by a
+  post, the other sleeve.
 
-The spreading's constants were chosen on training photos (tools/tune_hint_spread.py, docs/default-model/README.md): a
-longer reach, a lower floor score higher on photos hinted all over from the truth, but carry a few dots' colour out of
+The constants were chosen on training photos (tools/tune_hint_spread.py, docs/default-model/README.md): a longer
+reach, a lower floor score higher on photos hinted all over from the truth, but carry a few dots' colour out of
 their object on smoothly textured surroundings; they were chosen to keep a hinted square's far surroundings within
-a few delta ab of the automatic result (tests/test_hints.py allows 6). The features' and the fill's are in
-docs/hints/README.md (training photos, and the bleed out of hand-traced objects).
+a few delta ab of the automatic result (tests/test_hints.py allows 6). SIGMA_L and the fill's constants were chosen
+again with the fill (2026-12-06, docs/hints/README.md): with it, sigma_L 2.8, 3.2 and 4 score alike on training
+photos, and 3.2 lets less colour out of hand-traced objects than 4.
 
 Numpy only; deterministic.
 """
@@ -46,9 +44,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .hint_features import box_mean, fill as feature_fill, guide_features, halve, link_weights
+from .hint_features import box_mean, fill as feature_fill, guide_features
 
-SIGMA_L = 4.0  # lightness difference (L units) at which a neighbour link has weight exp(-1/2)
+SIGMA_L = 3.2  # lightness difference (L units) at which a neighbour link has weight exp(-1/2)
 REACH = 0.2  # a hint's reach in flat regions, as a fraction of the grid's longer side (see above)
 REACH_BETWEEN = 1.0  # the same inside the convex hull of all hints: between hints colours join up instead of fading
 FLOOR = 0.7  # a hint's colour holds fully where its spread weight is at least this, and fades beyond (see spread_hints)
@@ -60,17 +58,12 @@ FILL_FROM = 0.7  # with floor=None: the spread hint weight below which the featu
 COARSEST = 48  # coarse-to-fine: grids whose shorter side is at least twice this start from the half-size solution
 
 
-def edge_weights(L: np.ndarray, sigma: float = SIGMA_L, guide: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Weights of the links between vertical (h-1, w) and horizontal (h, w-1) neighbours of L (h, w); with a
-    ``guide`` (F, h, w: runtime.image.hint_features.guide_features) also weakened by the neighbours' feature
-    difference."""
+def edge_weights(L: np.ndarray, sigma: float = SIGMA_L) -> tuple[np.ndarray, np.ndarray]:
+    """Weights of the links between vertical (h-1, w) and horizontal (h, w-1) neighbours of L (h, w)."""
     L = L.astype(np.float32)
     k = np.float32(-0.5 / (sigma * sigma))
     wy = np.exp(k * (L[1:] - L[:-1]) ** 2)
     wx = np.exp(k * (L[:, 1:] - L[:, :-1]) ** 2)
-    if guide is not None:
-        gy, gx = link_weights(guide)
-        wy, wx = wy * gy, wx * gx
     return wy, wx
 
 
@@ -140,18 +133,16 @@ def between_hints(mask: np.ndarray) -> np.ndarray:
 
 def spread_residual(L: np.ndarray, residual: np.ndarray, mask: np.ndarray, sigma: float = SIGMA_L,
                     reach: float = REACH, strength: float = STRENGTH, inside: np.ndarray | None = None,
-                    reach_between: float = REACH_BETWEEN, guide: np.ndarray | None = None) -> np.ndarray:
+                    reach_between: float = REACH_BETWEEN) -> np.ndarray:
     """Solve for the spread residual r (c, h, w) given the hinted residual (c, h, w), where mask (h, w) > 0;
-    where ``inside`` (h, w) is True the screening is that of ``reach_between`` instead of ``reach``; ``guide``
-    (F, h, w) weakens links between neighbours of different features (:func:`edge_weights`).
+    where ``inside`` (h, w) is True the screening is that of ``reach_between`` instead of ``reach``.
     Coarse to fine: the half-size problem's solution is the starting point, so few iterations remain here."""
     h, w = L.shape
     x0 = None
     if min(h, w) >= 2 * COARSEST:
         L2, residual2, mask2, inside2 = _halve(L, residual, mask, inside)
-        guide2 = None if guide is None else halve(guide)
-        x0 = _double(spread_residual(L2, residual2, mask2, sigma, reach, strength, inside2, reach_between, guide2), h, w)
-    wy, wx = edge_weights(L, sigma, guide)
+        x0 = _double(spread_residual(L2, residual2, mask2, sigma, reach, strength, inside2, reach_between), h, w)
+    wy, wx = edge_weights(L, sigma)
     degree = np.zeros((h, w), np.float32)
     degree[1:] += wy
     degree[:-1] += wy
@@ -196,12 +187,12 @@ def around_hints(ab: np.ndarray, mask: np.ndarray, radius: int = WINDOW) -> np.n
 
 def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma: float = SIGMA_L,
                  reach: float = REACH, reach_between: float | None = REACH_BETWEEN,
-                 floor: float | None = FLOOR, features: bool = True, fill: bool = True) -> np.ndarray:
+                 floor: float | None = FLOOR, fill: bool = True) -> np.ndarray:
     """Network ab (N, 2, h, w) + its input L (N, 1, h, w) in [0, 100] + hints (N, 3, h, w) [a, b, mask] in Lab
     units -> ab with each frame's hint residuals spread edge-aware. Frames without hints are returned unchanged
     (the same array when no frame has any). ``reach_between=None`` turns off the joining up between hints,
-    ``floor=None`` the full-colour plateau around them, ``features=False`` the feature-weakened links and
-    ``fill=False`` the feature-space fill far from the hints (the module docstring says what they are)."""
+    ``floor=None`` the full-colour plateau around them and ``fill=False`` the feature-space fill beyond the hints'
+    reach (the module docstring says what they are)."""
     if hints is None or not np.any(hints[:, 2] > 0):
         return ab
     out = np.array(ab, dtype=np.float32, copy=True)
@@ -211,16 +202,14 @@ def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma:
             continue
         residual = np.where(mask[None], hints[i, :2] - around_hints(ab[i], mask), 0.0).astype(np.float32)
         inside = None if reach_between is None else between_hints(mask)
-        guide = guide_features(L[i, 0], ab[i]) if features or fill else None
         channels = residual
         if floor is not None or fill:  # the hint weight d as a third channel, to add r / max(d, floor)
             channels = np.concatenate([residual, mask[None].astype(np.float32)])
-        spread = spread_residual(L[i, 0], channels, mask, sigma, reach, STRENGTH, inside, reach_between or reach,
-                                 guide if features else None)
+        spread = spread_residual(L[i, 0], channels, mask, sigma, reach, STRENGTH, inside, reach_between or reach)
         out[i] += spread[:2] if floor is None else spread[:2] / np.maximum(spread[2:], np.float32(floor))
         if fill:  # where the spread hint weight falls below FILL_FROM, the fill takes over
             far = 1.0 - np.minimum(spread[2] / np.float32(floor or FILL_FROM), 1.0)
-            colour, confidence = feature_fill(guide, residual, mask)
+            colour, confidence = feature_fill(guide_features(L[i, 0], ab[i]), residual, mask)
             out[i] += (far * confidence)[None] * colour
         out[i][:, mask] = hints[i, :2][:, mask]
     return out

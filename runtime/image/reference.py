@@ -178,8 +178,8 @@ def apply_reference(ab: np.ndarray, net_L: np.ndarray, ref: Reference | None,
             gate = gate_filter(gate)
         if gate == 0.0:
             continue
-        # The links that keep colour inside an object, but not the feature-space fill: the matcher has already found
-        # what looks alike, and the fill over a reference's thousand matched cells would cost 4x the network.
+        # Not the feature-space fill (runtime/image/hint_features.py): the matcher has already found what looks
+        # alike, and the fill over a reference's hundreds of matched cells would cost several times the network.
         spread = spread_hints(ab[i:i + 1], net_L[i:i + 1], hints, fill=False)[0]
         if out is None:
             out = np.array(ab, dtype=np.float32, copy=True)
