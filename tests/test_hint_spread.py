@@ -196,3 +196,48 @@ def test_the_fill_pools_hinted_pixels_into_a_bounded_number_of_samples():
     assert hf._samples(guide, residual, mask)[0].shape[0] == hf.MAX_SAMPLES < (256 // hf.CELL) ** 2
     matched = confidence > 1e-3  # a pixel like some hinted cell takes their residual, and only that
     assert matched.mean() > 0.5 and np.allclose(colour[:, matched], 7.0, atol=1e-3) and (confidence < 1).all()
+
+
+def test_a_lone_dot_keeps_its_sample_beside_a_painted_area():
+    """A painted area of thousands of hinted cells and one dot elsewhere: the samples are capped, but by growing the
+    cells, so the dot still speaks for what looks like it (and the distance fade is measured from it)."""
+    from runtime.image import hint_features as hf
+
+    h, w = 128, 256
+    L = np.full((h, w), 30.0, np.float32)
+    L[:, 200:] = 80.0  # the dot's region: bright, like nothing painted
+    L[:, 180:200] = 55.0
+    guide = hf.guide_features(L, np.zeros((2, h, w), np.float32))
+    mask = np.zeros((h, w), bool)
+    mask[:, :150] = True  # painted: the dark left
+    mask[60:63, 220:223] = True  # one dot in the bright right
+    residual = np.zeros((2, h, w), np.float32)
+    residual[0][mask] = 10.0
+    residual[0, 60:63, 220:223] = -30.0
+    feats, res, centres = hf._samples(guide, residual, mask)
+    assert len(feats) <= hf.MAX_SAMPLES < (150 // hf.CELL) * (h // hf.CELL)
+    assert (res[:, 0] < -25).any()  # the dot's own sample survived
+    colour, confidence = hf.fill(guide, residual, mask)
+    assert colour[0, 100:, 240:].mean() < -25 and confidence[100:, 240:].mean() > 0.2
+
+
+def test_the_fill_of_no_hints_is_nothing():
+    from runtime.image import hint_features as hf
+
+    guide = hf.guide_features(np.full((20, 30), 50.0, np.float32), np.zeros((2, 20, 30), np.float32))
+    colour, confidence = hf.fill(guide, np.zeros((2, 20, 30), np.float32), np.zeros((20, 30), bool))
+    assert not colour.any() and not confidence.any()
+
+
+def test_features_do_not_depend_on_the_grid_size():
+    """The same smooth picture on a 128- and a 256-pixel grid: the features (windows and the gradient scale with the
+    grid) agree where the picture is smooth."""
+    from runtime.image import hint_features as hf
+
+    yy, xx = np.mgrid[0:256, 0:256].astype(np.float32)
+    big = 50 + 30 * np.sin(xx / 40.0) * np.cos(yy / 50.0)
+    small = big.reshape(128, 2, 128, 2).mean(axis=(1, 3))
+    f_big = hf.guide_features(big, np.zeros((2, 256, 256), np.float32)).reshape(7, 128, 2, 128, 2).mean(axis=(2, 4))
+    f_small = hf.guide_features(small, np.zeros((2, 128, 128), np.float32))
+    inner = (slice(None), slice(16, -16), slice(16, -16))
+    assert np.abs(f_big[inner] - f_small[inner]).max() < 0.1, np.abs(f_big[inner] - f_small[inner]).max(axis=(1, 2))

@@ -85,15 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     # (sigma_L, reach, between, floor, fill (sigma, eps, reach) or None): every spreading without the fill and with
     # each fill setting
     fills = [None, *itertools.product(args.fill_sigmas, args.fill_eps, args.fill_reaches)]
-    grid = [(*c, f) for c in itertools.product(args.sigmas, args.reaches, args.betweens, args.floors) for f in fills]
+    grid = [(*spreading, f) for spreading in itertools.product(args.sigmas, args.reaches, args.betweens, args.floors)
+            for f in fills]
 
     def name(s: float, r: float, b: float, f: float, fill: tuple | None) -> str:
         out = f"spread, sigma {s:g}, reach {r:g}, between {b:g}, floor {f:g}"
         return out + (f", fill sigma {fill[0]:g} eps {fill[1]:g} reach {fill[2]:g}" if fill else "")
 
+    constants = (hint_features.FILL_SIGMA, hint_features.FILL_EPS, hint_features.FILL_REACH)
+
     def spread(ab, net_L, net_hints, s, r, b, f, fill):
-        if fill:
-            hint_features.FILL_SIGMA, hint_features.FILL_EPS, hint_features.FILL_REACH = fill
+        hint_features.FILL_SIGMA, hint_features.FILL_EPS, hint_features.FILL_REACH = fill or constants
         return hint_spread.spread_hints(ab, net_L, net_hints, sigma=s, reach=r, reach_between=b or None, floor=f or None,
                                         fill=bool(fill))[0]
 

@@ -28,8 +28,8 @@ NEAR, FAR, TEXTURE = 4, 10, 2  # window radii (pixels of a 256-pixel grid) of th
 FILL_SIGMA = 0.7  # feature distance at which a hint's pull in the fill falls to exp(-1/2)
 FILL_EPS = 1.0  # the fill's confidence is s / (s + FILL_EPS), s the summed pull of the hinted cells (one cell: 1)
 FILL_REACH = 0.3  # the fill fades with the distance to the nearest hint, over this fraction of the grid's longer side
-CELL = 4  # hinted pixels are pooled into CELL x CELL cells: the fill's samples
-MAX_SAMPLES = 256  # at most this many cells are samples (evenly taken): the fill's cost stays bounded
+CELL = 4  # hinted pixels are pooled into CELL x CELL cells (or larger, see MAX_SAMPLES): the fill's samples
+MAX_SAMPLES = 256  # at most this many samples (cells grow until no more are hinted): the fill's cost stays bounded
 CHUNK = 8192  # pixels whose distances to the samples are computed at a time
 
 
@@ -55,57 +55,65 @@ def guide_features(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
     mean = box_mean(L, t)
     sd = np.sqrt(np.maximum(box_mean(L * L, t) - mean * mean, 0))
     gy, gx = np.gradient(L)
-    grad = box_mean(np.hypot(gy, gx) / np.float32(k), t)  # per 256-grid pixel, so the scale holds at any size
+    grad = box_mean(np.hypot(gy, gx) * np.float32(k), t)  # per 256-grid pixel, so the scale holds at any size
     f = np.stack([L, box_mean(L, radius(NEAR)), box_mean(L, radius(FAR)), sd, grad,
                   np.asarray(ab[0], np.float32), np.asarray(ab[1], np.float32)])
     return (f / SCALES[:, None, None]).astype(np.float32)
 
 
+def _cell_sums(a: np.ndarray, cell: int) -> np.ndarray:
+    """(n, h, w) -> (n, cells) sums over cell x cell cells, row-major (the last ones zero-padded)."""
+    n, h, w = a.shape
+    H, W = -(-h // cell), -(-w // cell)
+    a = np.pad(a, ((0, 0), (0, H * cell - h), (0, W * cell - w)))
+    return a.reshape(n, H, cell, W, cell).sum(axis=(2, 4)).reshape(n, -1)
+
+
 def _samples(guide: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The hinted cells: their mean features (K, F), mean residuals (K, 2) and centres (K, 2) (y, x), over their
-    hinted pixels only."""
-    c, h, w = guide.shape
-    H, W = -(-h // CELL), -(-w // CELL)
-
-    def cells(a: np.ndarray) -> np.ndarray:  # (n, h, w) -> (n, H * W) sums over cells (zero padded)
-        a = np.pad(a, ((0, 0), (0, H * CELL - h), (0, W * CELL - w)))
-        return a.reshape(a.shape[0], H, CELL, W, CELL).sum(axis=(2, 4)).reshape(a.shape[0], -1)
+    """The hinted cells: the mean features (K, F), mean residuals (K, 2) and centroids (K, 2) (y, x) of their hinted
+    pixels. Cells are CELL pixels wide, doubled until there are at most MAX_SAMPLES of them: a large painted area
+    gets coarser samples and every hinted place keeps at least one."""
+    h, w = mask.shape
     m = mask.astype(np.float32)[None]
-    count = cells(m)[0]
+    cell = CELL
+    count = _cell_sums(m, cell)[0]
+    while np.count_nonzero(count) > MAX_SAMPLES:
+        cell *= 2
+        count = _cell_sums(m, cell)[0]
     hinted = np.flatnonzero(count > 0)
-    if hinted.size > MAX_SAMPLES:
-        hinted = hinted[np.linspace(0, hinted.size - 1, MAX_SAMPLES).round().astype(int)]
     n = count[hinted]
-    feats = cells(guide * m)[:, hinted] / n
-    res = cells(residual * m)[:, hinted] / n
-    centres = np.stack([(hinted // W) * CELL + CELL / 2, (hinted % W) * CELL + CELL / 2], 1).astype(np.float32)
-    return np.ascontiguousarray(feats.T), np.ascontiguousarray(res.T), centres
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    stacked = np.concatenate([guide, residual[:2], yy[None], xx[None]]) * m
+    means = _cell_sums(stacked, cell)[:, hinted] / n
+    F = guide.shape[0]
+    return (np.ascontiguousarray(means[:F].T), np.ascontiguousarray(means[F:F + 2].T),
+            np.ascontiguousarray(means[F + 2:].T))
 
 
-def fill(guide: np.ndarray, residual: np.ndarray, mask: np.ndarray, sigma: float | None = None,
-         eps: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fill(guide: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The feature-space fill of hint residuals (2, h, w) given at mask (h, w): the kernel-weighted mean residual of
-    the hinted cells (2, h, w) and its confidence (h, w) in [0, 1). ``sigma``, ``eps``: default FILL_SIGMA, FILL_EPS
-    (read at call time, so tools/tune_hint_spread.py can try others)."""
-    sigma = FILL_SIGMA if sigma is None else sigma
-    eps = FILL_EPS if eps is None else eps
-    f, r, centres = _samples(guide, residual, mask)
+    the hinted cells (2, h, w) and its confidence (h, w) in [0, 1) (zero everywhere without hints). FILL_SIGMA,
+    FILL_EPS and FILL_REACH are read at call time (tools/tune_hint_spread.py tries others)."""
     c, h, w = guide.shape
-    reach = np.float32(FILL_REACH * max(h, w))
-    yy, xx = np.divmod(np.arange(h * w, dtype=np.float32), np.float32(w))
-    G = guide.reshape(c, -1)
     out = np.zeros((2, h * w), np.float32)
     conf = np.zeros(h * w, np.float32)
+    if not mask.any():
+        return out.reshape(2, h, w), conf.reshape(h, w)
+    f, r, centres = _samples(guide, residual, mask)
+    reach = np.float32(max(FILL_REACH * max(h, w), 1.0))
+    eps = np.float32(max(FILL_EPS, 1e-6))
+    yy, xx = np.divmod(np.arange(h * w, dtype=np.float32), np.float32(w))
+    G = guide.reshape(c, -1)
     ff = (f * f).sum(1)
-    k = np.float32(-0.5 / (sigma * sigma))
+    k = np.float32(-0.5 / (FILL_SIGMA * FILL_SIGMA))
     for s in range(0, h * w, CHUNK):
         g = G[:, s:s + CHUNK]
         d2 = np.maximum((g * g).sum(0)[:, None] - 2 * (g.T @ f.T) + ff[None], 0)  # (P, K)
         wgt = np.exp(k * d2)
         total = wgt.sum(1)
         out[:, s:s + CHUNK] = (wgt @ r).T / np.maximum(total, 1e-12)
-        conf[s:s + CHUNK] = total / (total + np.float32(eps))
-        if np.isfinite(reach):  # how far from the nearest hinted cell
-            near2 = ((yy[s:s + CHUNK, None] - centres[None, :, 0]) ** 2 + (xx[s:s + CHUNK, None] - centres[None, :, 1]) ** 2).min(1)
-            conf[s:s + CHUNK] *= np.exp(-0.5 * near2 / (reach * reach))
+        # the confidence: how closely some hinted cell matches, faded by the distance to the nearest one
+        near2 = ((yy[s:s + CHUNK, None] - centres[None, :, 0]) ** 2
+                 + (xx[s:s + CHUNK, None] - centres[None, :, 1]) ** 2).min(1)
+        conf[s:s + CHUNK] = total / (total + eps) * np.exp(-0.5 * near2 / (reach * reach))
     return out.reshape(2, h, w), conf.reshape(h, w)

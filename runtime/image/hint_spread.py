@@ -15,7 +15,7 @@ passes 0.03 % of it), and fades over about ``reach`` pixels where there are no e
 grid (the render size, so it costs the same for any photo size), by Jacobi-preconditioned conjugate gradients,
 coarse to fine. No hints: nothing runs and the network's ab is returned as it is.
 
-Two refinements over that plain form, each measured on training photos:
+Three refinements over that plain form, each measured on training photos:
 - **Between hints colours join up.** Inside the convex hull of all hinted pixels the screening is that of
   ``REACH_BETWEEN`` (the whole picture) instead of ``REACH``: between a restorer's dots, and between points hinted all
   over a photo, the residual is interpolated instead of fading; beyond the outermost dots it fades as before.
@@ -24,7 +24,6 @@ Two refinements over that plain form, each measured on training photos:
   system is also solved for the hint weight d (1 at every hinted pixel, 0 residual elsewhere: how much hint reaches a
   pixel), and the residual added is r / max(d, FLOOR): where enough hint reaches (d >= FLOOR) it is the hints' own
   weighted mean, in full; farther out it fades like d. The solver carries the three channels (a, b, d) at once.
-
 - **What looks like a hinted part takes its colour.** Where d has fallen below FLOOR (beyond the dots' reach, or
   behind an edge), a feature-space fill adds the residual of the hinted parts that look like the pixel (lightness
   around it, texture, the network's automatic colour), with a confidence that is high only for close matches and
@@ -203,11 +202,11 @@ def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma:
         residual = np.where(mask[None], hints[i, :2] - around_hints(ab[i], mask), 0.0).astype(np.float32)
         inside = None if reach_between is None else between_hints(mask)
         channels = residual
-        if floor is not None or fill:  # the hint weight d as a third channel, to add r / max(d, floor)
+        if floor is not None or fill:  # the hint weight d as a third channel: r / max(d, floor), and where to fill
             channels = np.concatenate([residual, mask[None].astype(np.float32)])
         spread = spread_residual(L[i, 0], channels, mask, sigma, reach, STRENGTH, inside, reach_between or reach)
         out[i] += spread[:2] if floor is None else spread[:2] / np.maximum(spread[2:], np.float32(floor))
-        if fill:  # where the spread hint weight falls below FILL_FROM, the fill takes over
+        if fill:  # where the spread hint weight d falls below the floor (FILL_FROM without one), the fill takes over
             far = 1.0 - np.minimum(spread[2] / np.float32(floor or FILL_FROM), 1.0)
             colour, confidence = feature_fill(guide_features(L[i, 0], ab[i]), residual, mask)
             out[i] += (far * confidence)[None] * colour

@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .hint_features import box_mean
+from .hint_features import SCALES, box_mean
 from .hint_spread import spread_hints
 
 CELL = 4  # network pixels per cell side
@@ -47,8 +47,8 @@ MUTUAL_SLACK = 0.15  # a match is mutual if no picture cell is closer to its ref
 CHUNK = 2048  # picture cells matched at a time: the distance block stays ~16 MB however large the render size
 GATE_LOW, GATE_HIGH = 0.25, 0.4  # mutual-match fraction at which a reference starts to count / counts fully
 GREY_CHROMA = 4.0  # mean chroma (Lab units) under which a reference has no colour to give
-# Scales of the cell features: lightness, its means over 5x5 and 11x11 cells, texture (std, gradient), automatic a, b.
-SCALES = np.array([8.0, 10.0, 15.0, 4.0, 3.0, 6.0, 6.0], np.float32)
+# Scales of the cell features (lightness, its means over 5x5 and 11x11 cells, texture: std and gradient, automatic a
+# and b): hint_features.SCALES, where the hint fill describes pixels the same way.
 
 
 @dataclass(frozen=True)
