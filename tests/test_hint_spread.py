@@ -241,3 +241,33 @@ def test_features_do_not_depend_on_the_grid_size():
     f_small = hf.guide_features(small, np.zeros((2, 128, 128), np.float32))
     inner = (slice(None), slice(16, -16), slice(16, -16))
     assert np.abs(f_big[inner] - f_small[inner]).max() < 0.1, np.abs(f_big[inner] - f_small[inner]).max(axis=(1, 2))
+
+
+def test_where_two_hint_colours_meet_the_owner_wins():
+    """A red dot and a blue dot on one even region (no edge between them): the plain mean paints the ground between
+    them purple; with the colours competing, a pixel nearer the red dot is clearly redder, nearer the blue one
+    bluer, and one colour alone spreads exactly as before."""
+    h, w = 40, 90
+    L = np.full((1, 1, h, w), 50.0, np.float32)
+    ab = np.zeros((1, 2, h, w), np.float32)
+    hints = np.zeros((1, 3, h, w), np.float32)
+    hints[0, :, 18:21, 10:13] = np.array([50.0, 30.0, 1.0])[:, None, None]  # red
+    hints[0, :, 18:21, 77:80] = np.array([10.0, -50.0, 1.0])[:, None, None]  # blue
+    owned = hs.spread_hints(ab, L, hints, fill=False)[0]
+    mean = hs.spread_hints(ab, L, hints, fill=False, sharpen=None)[0]
+    near_red, near_blue = (slice(10, 30), slice(30, 36)), (slice(10, 30), slice(54, 60))
+    assert owned[1][near_red].mean() > mean[1][near_red].mean() + 2  # b: red's +30 against blue's -50
+    assert owned[1][near_blue].mean() < mean[1][near_blue].mean() - 2
+    one = hints.copy()
+    one[0, :, 18:21, 77:80] = 0
+    assert np.array_equal(hs.spread_hints(ab, L, one, fill=False), hs.spread_hints(ab, L, one, fill=False, sharpen=None))
+
+
+def test_colour_groups_are_few_and_far_apart():
+    mask = np.zeros((10, 10), bool)
+    mask[0, :8] = True
+    hint_ab = np.zeros((2, 10, 10), np.float32)
+    hint_ab[:, 0, :8] = np.array([[0, 1, 30, 31, -40, -41, 60, 90], [0, 0, 0, 0, 0, 0, 60, 90]], np.float32)
+    labels, n = hs.colour_groups(hint_ab, mask)
+    assert n == hs.GROUPS == 4 and (labels[~mask] == -1).all()
+    assert labels[0, 0] == labels[0, 1] and labels[0, 2] == labels[0, 3] and labels[0, 4] == labels[0, 5]

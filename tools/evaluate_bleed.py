@@ -16,9 +16,10 @@ and with the dots (the runtime's hint spreading, runtime/image/hint_spread.py), 
   objects' colours meet.
 
 A band of ``margin`` pixels around each outline and the ``ignore`` regions are left out of both (the tracing's
-slack, a handle with a hole). Three spreadings are scored on the same automatic answer: before (sigma_L 4, no fill:
-the spreading before 2026-12-06), the runtime's sigma_L without the feature-space fill, and now (the runtime's
-default: its sigma_L and the fill of runtime/image/hint_features.py).
+slack, a handle with a hole). Three spreadings are scored on the same automatic answer: before (sigma_L 4, the plain
+mean of competing hint colours, no fill: the spreading before 2026-12-06), the runtime's default without the
+feature-space fill, and now (the runtime's default: its sigma_L, competing colours and the fill of
+runtime/image/hint_features.py).
 """
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.evaluate import grey_baseline, load_colour
 
     spec = json.loads(args.objects.read_text())
-    kinds = {"before": {"sigma": 4.0, "fill": False}, "no fill": {"fill": False}, "now": {}}
+    kinds = {"before": {"sigma": 4.0, "fill": False, "sharpen": None}, "no fill": {"fill": False}, "now": {}}
     rows, panels = [], []
     with Colorizer.load(args.model) as c:
         for photo in spec["photos"]:
@@ -153,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                                                       for k in kinds), file=sys.stderr)
     mean = {k: {m: float(np.mean([r[k][m] for r in rows])) for m in ("bleed", "inside")} for k in kinds}
     print("| spreading | bleed (mean delta ab outside the objects) | inside (mean ab error in them) |\n|---|---:|---:|")
-    for k, what in (("before", "sigma_L 4, no fill (before)"), ("no fill", f"sigma_L {hint_spread.SIGMA_L:g}, no fill"),
-                    ("now", f"sigma_L {hint_spread.SIGMA_L:g} + fill (now)")):
+    for k, what in (("before", "sigma_L 4, plain mean, no fill (before)"),
+                    ("no fill", f"sigma_L {hint_spread.SIGMA_L:g}, competing colours, no fill"),
+                    ("now", f"sigma_L {hint_spread.SIGMA_L:g}, competing colours + fill (now)")):
         print(f"| {what} | {mean[k]['bleed']:.2f} | {mean[k]['inside']:.2f} |")
     if args.json:
         args.json.write_text(json.dumps({"photos": rows, "mean": mean}, indent=1) + "\n")

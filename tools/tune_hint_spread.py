@@ -8,14 +8,15 @@ the truth as tools/evaluate_hints.py does; the network's automatic answer is com
 (sigma_L, reach, reach between hints, floor) setting of the grid spreads the hints over that same answer. The
 table gives mean PSNR and CIEDE2000 per setting ("network alone": the model's own hint input, for reference): each
 setting of the spreading's constants (--sigmas ... --floors) without the feature-space fill and with each fill
-setting (--fill-sigmas, --fill-eps, --fill-reaches); and
+setting (--fill-sigmas, --fill-eps, --fill-reaches), each with every power of the competition between hint colours
+(--sharpens; 0: off); and
 two columns from the hinted-square scene (flat_square_photo, also used by tests/test_hints.py): three red dots on a
 flat grey square in a textured photo; "square a" is the square's mean a (the hint's own is 65: higher = the square
 follows the dots better), "far dab" the mean delta ab from the automatic result in a far corner (lower = more local;
 the test's limit is 6). The chosen constants go into hint_spread.py by hand.
 
     python tools/tune_hint_spread.py ../shared/data/mix --val-count 1000 --count 60 --points 10 --sigmas 2.8 3.2 4 \
-        --betweens 1 --floors 0.7 --fill-sigmas 0.7 --fill-eps 1 --fill-reaches 0.3
+        --betweens 1 --floors 0.7 --fill-sigmas 0.7 --fill-eps 1 --fill-reaches 0.3 --sharpens 0 2 4
 """
 from __future__ import annotations
 
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fill-sigmas", type=float, nargs="+", default=[], help="feature-space fill: kernel widths")
     ap.add_argument("--fill-eps", type=float, nargs="+", default=[1.0], help="fill: confidence constants")
     ap.add_argument("--fill-reaches", type=float, nargs="+", default=[0.3], help="fill: reach from the nearest hint")
+    ap.add_argument("--sharpens", type=float, nargs="+", default=[0.0],
+                    help="competition between hint colours: powers (0: off, the plain mean)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -85,19 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     # (sigma_L, reach, between, floor, fill (sigma, eps, reach) or None): every spreading without the fill and with
     # each fill setting
     fills = [None, *itertools.product(args.fill_sigmas, args.fill_eps, args.fill_reaches)]
-    grid = [(*spreading, f) for spreading in itertools.product(args.sigmas, args.reaches, args.betweens, args.floors)
-            for f in fills]
+    grid = [(*spreading, f, p) for spreading in itertools.product(args.sigmas, args.reaches, args.betweens, args.floors)
+            for f in fills for p in args.sharpens]
 
-    def name(s: float, r: float, b: float, f: float, fill: tuple | None) -> str:
+    def name(s: float, r: float, b: float, f: float, fill: tuple | None, sharpen: float) -> str:
         out = f"spread, sigma {s:g}, reach {r:g}, between {b:g}, floor {f:g}"
-        return out + (f", fill sigma {fill[0]:g} eps {fill[1]:g} reach {fill[2]:g}" if fill else "")
+        out += f", fill sigma {fill[0]:g} eps {fill[1]:g} reach {fill[2]:g}" if fill else ""
+        return out + (f", sharpen {sharpen:g}" if sharpen else "")
 
     constants = (hint_features.FILL_SIGMA, hint_features.FILL_EPS, hint_features.FILL_REACH)
 
-    def spread(ab, net_L, net_hints, s, r, b, f, fill):
+    def spread(ab, net_L, net_hints, s, r, b, f, fill, sharpen):
         hint_features.FILL_SIGMA, hint_features.FILL_EPS, hint_features.FILL_REACH = fill or constants
         return hint_spread.spread_hints(ab, net_L, net_hints, sigma=s, reach=r, reach_between=b or None, floor=f or None,
-                                        fill=bool(fill))[0]
+                                        fill=bool(fill), sharpen=sharpen or None)[0]
 
     img, sq = flat_square_photo()
     L_sq = rgb_to_l(np.repeat(img[..., None], 3, -1).astype(np.float32) / 255)

@@ -15,7 +15,7 @@ passes 0.03 % of it), and fades over about ``reach`` pixels where there are no e
 grid (the render size, so it costs the same for any photo size), by Jacobi-preconditioned conjugate gradients,
 coarse to fine. No hints: nothing runs and the network's ab is returned as it is.
 
-Three refinements over that plain form, each measured on training photos:
+Four refinements over that plain form, each measured on training photos:
 - **Between hints colours join up.** Inside the convex hull of all hinted pixels the screening is that of
   ``REACH_BETWEEN`` (the whole picture) instead of ``REACH``: between a restorer's dots, and between points hinted all
   over a photo, the residual is interpolated instead of fading; beyond the outermost dots it fades as before.
@@ -29,6 +29,12 @@ Three refinements over that plain form, each measured on training photos:
   around it, texture, the network's automatic colour), with a confidence that is high only for close matches and
   that fades with the distance to the nearest hint (runtime/image/hint_features.py): the rest of a wall cut by a
   post, the other sleeve.
+- **Where two colours meet, one wins.** The plain solution is the d-weighted mean of the hints' residuals, so where a
+  red cup's dot and a blue saucer's dots both reach, the saucer turns purple. The hints are put into at most GROUPS
+  colour groups, the same system is solved for each group's weight d_k (the probability that a walk from the pixel
+  first meets that group's hints: Grady's random walker, 2006), and the residual moves from the mean towards the
+  groups' own by (d_k^SHARPEN / sum d_j^SHARPEN - d_k / sum d_j) times each group's mean residual: a pixel mostly
+  owned by one group takes mostly its colour; with one colour, or SHARPEN 1, nothing changes.
 
 The constants were chosen on training photos (tools/tune_hint_spread.py, docs/default-model/README.md): a longer
 reach, a lower floor score higher on photos hinted all over from the truth, but carry a few dots' colour out of
@@ -54,6 +60,9 @@ MAX_ITERATIONS = 400
 TOLERANCE = 3e-4  # relative residual norm at which the solver stops
 WINDOW = 6  # the ab around a hint is averaged over (2 WINDOW + 1)^2 grid pixels, hinted pixels left out
 FILL_FROM = 0.7  # with floor=None: the spread hint weight below which the feature-space fill starts to take over
+SHARPEN = 2.0  # where hint colours compete, each group's weight is raised to this power (1: the plain mean)
+GROUPS = 4  # at most this many colour groups of hints compete (each one more channel in the solver)
+GROUP_TOL = 12.0  # hint colours closer than this (delta ab) are one group
 COARSEST = 48  # coarse-to-fine: grids whose shorter side is at least twice this start from the half-size solution
 
 
@@ -184,14 +193,43 @@ def around_hints(ab: np.ndarray, mask: np.ndarray, radius: int = WINDOW) -> np.n
     return np.where(weight > 1e-6, mean, ab).astype(np.float32)
 
 
+def colour_groups(hint_ab: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The hinted pixels' colour groups: labels (h, w) (-1 where not hinted) and their number. Seeds are taken
+    farthest-first among the distinct hint colours (ab, 0.1 apart), at most GROUPS, none within GROUP_TOL of another;
+    each hinted pixel joins its nearest seed. Deterministic."""
+    colours = hint_ab[:, mask].T.astype(np.float64)
+    distinct = np.unique(np.round(colours, 1), axis=0)
+    seeds = [distinct[0]]
+    while len(seeds) < GROUPS:
+        gap = np.linalg.norm(distinct[:, None] - np.array(seeds)[None], axis=-1).min(axis=1)
+        far = int(np.argmax(gap))
+        if gap[far] < GROUP_TOL:
+            break
+        seeds.append(distinct[far])
+    labels = np.full(mask.shape, -1)
+    labels[mask] = np.linalg.norm(colours[:, None] - np.array(seeds)[None], axis=-1).argmin(axis=1)
+    return labels, len(seeds)
+
+
+def _ownership(weights: np.ndarray, residual: np.ndarray, labels: np.ndarray, sharpen: float) -> np.ndarray:
+    """The shift (2, h, w) from the mean residual towards the owning groups': sum_k (share_k^sharpen normalised -
+    share_k) * mean residual of group k, for the spread group weights (K, h, w)."""
+    d = np.maximum(weights, 0) + np.float32(1e-12)
+    share = d / d.sum(axis=0, keepdims=True)
+    owned = (d / d.max(axis=0, keepdims=True)) ** np.float32(sharpen)  # scaled first: no underflow to 0 / 0
+    owned /= owned.sum(axis=0, keepdims=True)
+    means = np.stack([residual[:, labels == k].mean(axis=1) for k in range(len(weights))])  # (K, 2)
+    return np.einsum("khw,kc->chw", owned - share, means).astype(np.float32)
+
+
 def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma: float = SIGMA_L,
                  reach: float = REACH, reach_between: float | None = REACH_BETWEEN,
-                 floor: float | None = FLOOR, fill: bool = True) -> np.ndarray:
+                 floor: float | None = FLOOR, fill: bool = True, sharpen: float | None = SHARPEN) -> np.ndarray:
     """Network ab (N, 2, h, w) + its input L (N, 1, h, w) in [0, 100] + hints (N, 3, h, w) [a, b, mask] in Lab
     units -> ab with each frame's hint residuals spread edge-aware. Frames without hints are returned unchanged
     (the same array when no frame has any). ``reach_between=None`` turns off the joining up between hints,
-    ``floor=None`` the full-colour plateau around them and ``fill=False`` the feature-space fill beyond the hints'
-    reach (the module docstring says what they are)."""
+    ``floor=None`` the full-colour plateau around them, ``fill=False`` the feature-space fill beyond the hints'
+    reach and ``sharpen=None`` the competition between hint colours (the module docstring says what they are)."""
     if hints is None or not np.any(hints[:, 2] > 0):
         return ab
     out = np.array(ab, dtype=np.float32, copy=True)
@@ -201,11 +239,19 @@ def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma:
             continue
         residual = np.where(mask[None], hints[i, :2] - around_hints(ab[i], mask), 0.0).astype(np.float32)
         inside = None if reach_between is None else between_hints(mask)
-        channels = residual
+        channels = [residual]
         if floor is not None or fill:  # the hint weight d as a third channel: r / max(d, floor), and where to fill
-            channels = np.concatenate([residual, mask[None].astype(np.float32)])
-        spread = spread_residual(L[i, 0], channels, mask, sigma, reach, STRENGTH, inside, reach_between or reach)
-        out[i] += spread[:2] if floor is None else spread[:2] / np.maximum(spread[2:], np.float32(floor))
+            channels.append(mask[None].astype(np.float32))
+        labels, groups = colour_groups(hints[i, :2], mask) if sharpen and sharpen != 1 else (None, 1)
+        if groups > 1:  # each colour group's own weight d_k
+            channels.append(np.stack([labels == k for k in range(groups)]).astype(np.float32))
+        spread = spread_residual(L[i, 0], np.concatenate(channels), mask, sigma, reach, STRENGTH, inside,
+                                 reach_between or reach)
+        mean = spread[:2]
+        if groups > 1:
+            d = spread[2] if floor is not None or fill else spread[-groups:].sum(axis=0)
+            mean = mean + np.maximum(d, np.float32(1e-12)) * _ownership(spread[-groups:], residual, labels, sharpen)
+        out[i] += mean if floor is None else mean / np.maximum(spread[2:3], np.float32(floor))
         if fill:  # where the spread hint weight d falls below the floor (FILL_FROM without one), the fill takes over
             far = 1.0 - np.minimum(spread[2] / np.float32(floor or FILL_FROM), 1.0)
             colour, confidence = feature_fill(guide_features(L[i, 0], ab[i]), residual, mask)

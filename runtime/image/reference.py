@@ -178,9 +178,10 @@ def apply_reference(ab: np.ndarray, net_L: np.ndarray, ref: Reference | None,
             gate = gate_filter(gate)
         if gate == 0.0:
             continue
-        # Not the feature-space fill (runtime/image/hint_features.py): the matcher has already found what looks
-        # alike, and the fill over a reference's hundreds of matched cells would cost several times the network.
-        spread = spread_hints(ab[i:i + 1], net_L[i:i + 1], hints, fill=False)[0]
+        # Neither the feature-space fill (runtime/image/hint_features.py: the matcher has already found what looks
+        # alike, and the fill over a reference's hundreds of matched cells would cost several times the network) nor
+        # the competition between hint colours (a reference gives hundreds of colours, not a few groups).
+        spread = spread_hints(ab[i:i + 1], net_L[i:i + 1], hints, fill=False, sharpen=None)[0]
         if out is None:
             out = np.array(ab, dtype=np.float32, copy=True)
         out[i] = ab[i] + np.float32(gate) * (spread - ab[i])
