@@ -258,16 +258,35 @@ def test_where_two_hint_colours_meet_the_owner_wins():
     near_red, near_blue = (slice(10, 30), slice(30, 36)), (slice(10, 30), slice(54, 60))
     assert owned[1][near_red].mean() > mean[1][near_red].mean() + 2  # b: red's +30 against blue's -50
     assert owned[1][near_blue].mean() < mean[1][near_blue].mean() - 2
+    plain = hs.spread_hints(ab, L, hints, fill=False, floor=None)[0]  # without the hint weight channel: the same shift
+    plain_mean = hs.spread_hints(ab, L, hints, fill=False, floor=None, sharpen=None)[0]
+    assert np.isfinite(plain).all() and plain[1][near_red].mean() > plain_mean[1][near_red].mean() + 1
     one = hints.copy()
     one[0, :, 18:21, 77:80] = 0
     assert np.array_equal(hs.spread_hints(ab, L, one, fill=False), hs.spread_hints(ab, L, one, fill=False, sharpen=None))
+
+
+def test_sharpen_must_be_positive():
+    import pytest
+
+    hints = np.zeros((1, 3, 8, 8), np.float32)
+    hints[0, :, 4, 4] = (10, 10, 1)
+    with pytest.raises(ValueError, match="sharpen"):
+        hs.spread_hints(np.zeros((1, 2, 8, 8), np.float32), np.full((1, 1, 8, 8), 50.0, np.float32), hints, sharpen=-2)
 
 
 def test_colour_groups_are_few_and_far_apart():
     mask = np.zeros((10, 10), bool)
     mask[0, :8] = True
     hint_ab = np.zeros((2, 10, 10), np.float32)
-    hint_ab[:, 0, :8] = np.array([[0, 1, 30, 31, -40, -41, 60, 90], [0, 0, 0, 0, 0, 0, 60, 90]], np.float32)
-    labels, n = hs.colour_groups(hint_ab, mask)
+    hint_ab[:, 0, :8] = np.array([[-41, -40, 30, 31, 60, 61, 90, 91], [0, 0, 0, 0, 60, 60, 90, 90]], np.float32)
+    labels, n = hs.colour_groups(hint_ab, mask)  # four groups far apart, each colour within GROUP_TOL of its seed
     assert n == hs.GROUPS == 4 and (labels[~mask] == -1).all()
-    assert labels[0, 0] == labels[0, 1] and labels[0, 2] == labels[0, 3] and labels[0, 4] == labels[0, 5]
+    assert labels[0, :8].tolist() == [0, 0, 2, 2, 3, 3, 1, 1]  # seeds from (-41, 0): (91, 90), (31, 0), (60, 60)
+    close = hint_ab.copy()
+    close[:, 0, :8] = np.array([[0, 5, 0, 5, 0, 5, 0, 5], [0] * 8], np.float32)
+    assert hs.colour_groups(close, mask)[1] == 1  # colours 5 apart: one group
+    many = hint_ab.copy()
+    many[0, 0, :8] = np.arange(8) * 30.0  # eight colours 30 apart: more than four groups could stand for
+    labels, n = hs.colour_groups(many, mask)
+    assert n == 1 and (labels[mask] == 0).all()

@@ -34,7 +34,8 @@ Four refinements over that plain form, each measured on training photos:
   colour groups, the same system is solved for each group's weight d_k (the probability that a walk from the pixel
   first meets that group's hints: Grady's random walker, 2006), and the residual moves from the mean towards the
   groups' own by (d_k^SHARPEN / sum d_j^SHARPEN - d_k / sum d_j) times each group's mean residual: a pixel mostly
-  owned by one group takes mostly its colour; with one colour, or SHARPEN 1, nothing changes.
+  owned by one group takes mostly its colour; with one colour, SHARPEN 1, or more colours than GROUPS can stand
+  for (colour_groups), nothing changes.
 
 The constants were chosen on training photos (tools/tune_hint_spread.py, docs/default-model/README.md): a longer
 reach, a lower floor score higher on photos hinted all over from the truth, but carry a few dots' colour out of
@@ -196,7 +197,9 @@ def around_hints(ab: np.ndarray, mask: np.ndarray, radius: int = WINDOW) -> np.n
 def colour_groups(hint_ab: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, int]:
     """The hinted pixels' colour groups: labels (h, w) (-1 where not hinted) and their number. Seeds are taken
     farthest-first among the distinct hint colours (ab, 0.1 apart), at most GROUPS, none within GROUP_TOL of another;
-    each hinted pixel joins its nearest seed. Deterministic."""
+    each hinted pixel joins its nearest seed. If some hint colour is still farther than GROUP_TOL from its seed (more
+    colours than GROUPS), the hints are one group: a group's mean would then stand for colours it does not hold, so
+    the colours do not compete (dots sampled all over a photo). Deterministic."""
     colours = hint_ab[:, mask].T.astype(np.float64)
     distinct = np.unique(np.round(colours, 1), axis=0)
     seeds = [distinct[0]]
@@ -206,8 +209,12 @@ def colour_groups(hint_ab: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, in
         if gap[far] < GROUP_TOL:
             break
         seeds.append(distinct[far])
+    gaps = np.linalg.norm(colours[:, None] - np.array(seeds)[None], axis=-1)
     labels = np.full(mask.shape, -1)
-    labels[mask] = np.linalg.norm(colours[:, None] - np.array(seeds)[None], axis=-1).argmin(axis=1)
+    if gaps.min(axis=1).max() > GROUP_TOL:
+        labels[mask] = 0
+        return labels, 1
+    labels[mask] = gaps.argmin(axis=1)
     return labels, len(seeds)
 
 
@@ -230,6 +237,8 @@ def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma:
     (the same array when no frame has any). ``reach_between=None`` turns off the joining up between hints,
     ``floor=None`` the full-colour plateau around them, ``fill=False`` the feature-space fill beyond the hints'
     reach and ``sharpen=None`` the competition between hint colours (the module docstring says what they are)."""
+    if sharpen is not None and sharpen <= 0:
+        raise ValueError(f"sharpen must be positive (1: the plain mean), got {sharpen}")
     if hints is None or not np.any(hints[:, 2] > 0):
         return ab
     out = np.array(ab, dtype=np.float32, copy=True)
