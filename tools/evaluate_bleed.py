@@ -30,9 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_sheet import save_rows  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTS = ROOT / "docs" / "hints" / "bleed_objects.json"
 PATCH = 5
+SHEET_HEIGHT = 180  # each panel of --sheet is scaled to this height
 
 
 def _polygon(entry: dict) -> list[tuple[float, float]]:
@@ -84,20 +88,6 @@ def scores(got: np.ndarray, auto: np.ndarray, label: np.ndarray, targets: list[n
     bleed = float(np.linalg.norm(got[outside, 1:] - auto[outside, 1:], axis=-1).mean())
     inside = [float(np.linalg.norm(got[label == k, 1:] - t, axis=-1).mean()) for k, t in enumerate(targets, start=1)]
     return bleed, float(np.mean(inside))
-
-
-def tile_sheet(rows: list[list[np.ndarray]], path: Path, height: int = 180) -> None:
-    """Rows of RGB uint8 panels, each scaled to ``height``, as one JPEG."""
-    from PIL import Image
-
-    tiles = [[Image.fromarray(p).resize((round(p.shape[1] * height / p.shape[0]), height)) for p in row] for row in rows]
-    sheet = Image.new("RGB", (max(sum(t.width + 4 for t in row) for row in tiles), (height + 4) * len(rows)), "white")
-    for r, row in enumerate(tiles):
-        x = 0
-        for t in row:
-            sheet.paste(t, (x, r * (height + 4)))
-            x += t.width + 4
-    sheet.save(path, quality=88)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"photos": rows, "mean": mean}, indent=1) + "\n")
     if args.sheet:
-        tile_sheet(panels, args.sheet)
+        save_rows([[Image.fromarray(p).resize((round(p.shape[1] * SHEET_HEIGHT / p.shape[0]), SHEET_HEIGHT))
+                    for p in row] for row in panels], args.sheet)
     return 0
 
 

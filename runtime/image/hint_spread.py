@@ -60,7 +60,6 @@ STRENGTH = 10.0  # how hard a hinted pixel holds its residual (against the smoot
 MAX_ITERATIONS = 400
 TOLERANCE = 3e-4  # relative residual norm at which the solver stops
 WINDOW = 6  # the ab around a hint is averaged over (2 WINDOW + 1)^2 grid pixels, hinted pixels left out
-FILL_FROM = 0.7  # with floor=None: the spread hint weight below which the feature-space fill starts to take over
 SHARPEN = 2.0  # where hint colours compete, each group's weight is raised to this power (1: the plain mean)
 GROUPS = 4  # at most this many colour groups of hints compete (each one more channel in the solver)
 GROUP_TOL = 12.0  # hint colours closer than this (delta ab) are one group
@@ -261,8 +260,8 @@ def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma:
             d = spread[2] if floor is not None or fill else spread[-groups:].sum(axis=0)
             mean = mean + np.maximum(d, np.float32(1e-12)) * _ownership(spread[-groups:], residual, labels, sharpen)
         out[i] += mean if floor is None else mean / np.maximum(spread[2:3], np.float32(floor))
-        if fill:  # where the spread hint weight d falls below the floor (FILL_FROM without one), the fill takes over
-            far = 1.0 - np.minimum(spread[2] / np.float32(floor or FILL_FROM), 1.0)
+        if fill:  # where the spread hint weight d falls below the floor (FLOOR when there is none), the fill takes over
+            far = 1.0 - np.minimum(spread[2] / np.float32(floor or FLOOR), 1.0)
             colour, confidence = feature_fill(guide_features(L[i, 0], ab[i]), residual, mask)
             out[i] += (far * confidence)[None] * colour
         out[i][:, mask] = hints[i, :2][:, mask]
