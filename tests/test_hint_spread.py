@@ -290,3 +290,34 @@ def test_colour_groups_are_few_and_far_apart():
     many[0, 0, :8] = np.arange(8) * 30.0  # eight colours 30 apart: more than four groups could stand for
     labels, n = hs.colour_groups(many, mask)
     assert n == 1 and (labels[mask] == 0).all()
+
+
+def test_the_fill_learner_rebuilds_the_runtime_fill():
+    """tools/learn_hint_fill.py learns the fill's constants on a torch copy of hint_features.fill: at the same
+    constants the copy must give the runtime's colour and confidence, or it would learn something else."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import learn_hint_fill
+
+    from runtime.image import hint_features as hf
+
+    rng = np.random.default_rng(4)
+    L = bands(48, 64, (20, 30)) + rng.uniform(0, 20, (48, 64)).astype(np.float32)
+    ab = rng.normal(0, 5, (2, 48, 64)).astype(np.float32)
+    guide = hf.guide_features(L, ab)
+    mask = np.zeros((48, 64), bool)
+    mask[5:9, 5:9] = mask[30:33, 50:53] = True
+    residual = np.where(mask[None], rng.normal(0, 20, (2, 48, 64)), 0).astype(np.float32)
+    colour, confidence = hf.fill(guide, residual, mask)
+    f, r, centres = hf._samples(guide, residual, mask)  # unweighted: the weights scale (g - f) in the copy
+    yy, xx = np.mgrid[0:48, 0:64].reshape(2, -1)
+    near2 = ((yy[:, None] - centres[None, :, 0]) ** 2 + (xx[:, None] - centres[None, :, 1]) ** 2).min(1)
+    got_colour, got_conf = learn_hint_fill.torch_fill(
+        torch.from_numpy(guide.reshape(7, -1).T.copy()), torch.from_numpy(f), torch.from_numpy(r),
+        torch.from_numpy(near2.astype(np.float32)), 64.0, torch.from_numpy(hf.FILL_WEIGHTS), hf.FILL_EPS, hf.FILL_REACH, hf.FILL_SIGMA)
+    assert np.allclose(got_colour.numpy().T.reshape(2, 48, 64), colour, atol=1e-3)
+    assert np.allclose(got_conf.numpy().reshape(48, 64), confidence, atol=1e-5)

@@ -14,8 +14,10 @@ parts of the picture mostly alone (tools/evaluate_bleed.py measures how much col
 Features are scaled so that a difference of 1 is about what separates two objects (the scales of
 runtime/image/reference.py's matcher, which describes cells the same way); windows scale with the grid (their sizes
 are for a 256-pixel grid). The constants were chosen on training photos (tools/tune_hint_spread.py) under the bleed
-out of hand-traced objects; the numbers, and what was tried and dropped (among them the network's decoder features in
-place of these, and links between neighbours weakened by feature differences), are in docs/hints/README.md.
+out of hand-traced objects, and the features' weights in the fill's distance (FILL_WEIGHTS) learned on other training
+photos by gradient descent on the colour error, the fill's width and reach held (tools/learn_hint_fill.py); the
+numbers, and what was tried and dropped (among them the network's decoder features in place of these, and links
+between neighbours weakened by feature differences), are in docs/hints/README.md.
 Numpy only; deterministic.
 """
 from __future__ import annotations
@@ -26,6 +28,10 @@ import numpy as np
 SCALES = np.array([8.0, 10.0, 15.0, 4.0, 3.0, 6.0, 6.0], np.float32)
 NEAR, FAR, TEXTURE = 4, 10, 2  # window radii (pixels of a 256-pixel grid) of the lightness means and the texture
 FILL_SIGMA = 0.7  # feature distance at which a hint's pull in the fill falls to exp(-1/2)
+# Each scaled feature's weight in the fill's distance (SCALES' order), learned on training photos with the fill's
+# width and reach held (tools/learn_hint_fill.py --shape-only, docs/hints/fill_learned.json): texture counts more,
+# lightness itself and the automatic b less.
+FILL_WEIGHTS = np.array([0.564, 0.904, 1.136, 1.609, 1.64, 1.25, 0.523], np.float32)
 FILL_EPS = 1.0  # the fill's confidence is s / (s + FILL_EPS), s the summed pull of the hinted cells (one cell: 1)
 FILL_REACH = 0.3  # the fill fades with the distance to the nearest hint, over this fraction of the grid's longer side
 CELL = 4  # hinted pixels are pooled into CELL x CELL cells (or larger, see MAX_SAMPLES): the fill's samples
@@ -93,12 +99,13 @@ def _samples(guide: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> tuple
 def fill(guide: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The feature-space fill of hint residuals (2, h, w) given at mask (h, w): the kernel-weighted mean residual of
     the hinted cells (2, h, w) and its confidence (h, w) in [0, 1) (zero everywhere without hints). FILL_SIGMA,
-    FILL_EPS and FILL_REACH are read at call time (tools/tune_hint_spread.py tries others)."""
+    FILL_WEIGHTS, FILL_EPS and FILL_REACH are read at call time (tools/tune_hint_spread.py tries others)."""
     c, h, w = guide.shape
     out = np.zeros((2, h * w), np.float32)
     conf = np.zeros(h * w, np.float32)
     if not mask.any():
         return out.reshape(2, h, w), conf.reshape(h, w)
+    guide = guide * np.asarray(FILL_WEIGHTS, np.float32)[:, None, None]
     f, r, centres = _samples(guide, residual, mask)
     reach = np.float32(max(FILL_REACH * max(h, w), 1.0))
     eps = np.float32(max(FILL_EPS, 1e-6))

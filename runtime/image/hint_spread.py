@@ -228,6 +228,36 @@ def _ownership(weights: np.ndarray, residual: np.ndarray, labels: np.ndarray, sh
     return np.einsum("khw,kc->chw", owned - share, means).astype(np.float32)
 
 
+def spread_frame(ab: np.ndarray, L: np.ndarray, hint_ab: np.ndarray, mask: np.ndarray, sigma: float = SIGMA_L,
+                 reach: float = REACH, reach_between: float | None = REACH_BETWEEN, floor: float | None = FLOOR,
+                 sharpen: float | None = SHARPEN, weight: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One frame's spreading without the fill: network ab (2, h, w), L (h, w), the hints' ab (2, h, w) at mask (h, w,
+    some True) -> the spread residual to add (2, h, w), the hints' residuals (2, h, w; zero off the mask) and the
+    spread hint weight d (h, w; None unless ``floor`` or ``weight``). spread_hints adds the fill where d < FLOOR."""
+    residual = np.where(mask[None], hint_ab - around_hints(ab, mask), 0.0).astype(np.float32)
+    inside = None if reach_between is None else between_hints(mask)
+    channels = [residual]
+    weighted = floor is not None or weight
+    if weighted:  # the hint weight d as a third channel: r / max(d, floor), and where to fill
+        channels.append(mask[None].astype(np.float32))
+    labels, groups = colour_groups(hint_ab, mask) if sharpen and sharpen != 1 else (None, 1)
+    if groups > 1:  # each colour group's own weight d_k
+        channels.append(np.stack([labels == k for k in range(groups)]).astype(np.float32))
+    spread = spread_residual(L, np.concatenate(channels), mask, sigma, reach, STRENGTH, inside, reach_between or reach)
+    mean = spread[:2]
+    if groups > 1:
+        d = spread[2] if weighted else spread[-groups:].sum(axis=0)
+        mean = mean + np.maximum(d, np.float32(1e-12)) * _ownership(spread[-groups:], residual, labels, sharpen)
+    added = mean if floor is None else mean / np.maximum(spread[2:3], np.float32(floor))
+    return added, residual, spread[2] if weighted else None
+
+
+def fill_share(d: np.ndarray, floor: float | None = FLOOR) -> np.ndarray:
+    """How much of the feature-space fill a pixel takes (h, w): none where the spread hint weight d reaches the floor
+    (FLOOR when there is none), growing to all of it where d is 0."""
+    return 1.0 - np.minimum(d / np.float32(floor or FLOOR), 1.0)
+
+
 def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma: float = SIGMA_L,
                  reach: float = REACH, reach_between: float | None = REACH_BETWEEN,
                  floor: float | None = FLOOR, fill: bool = True, sharpen: float | None = SHARPEN) -> np.ndarray:
@@ -245,24 +275,11 @@ def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma:
         mask = hints[i, 2] > 0
         if not mask.any():
             continue
-        residual = np.where(mask[None], hints[i, :2] - around_hints(ab[i], mask), 0.0).astype(np.float32)
-        inside = None if reach_between is None else between_hints(mask)
-        channels = [residual]
-        if floor is not None or fill:  # the hint weight d as a third channel: r / max(d, floor), and where to fill
-            channels.append(mask[None].astype(np.float32))
-        labels, groups = colour_groups(hints[i, :2], mask) if sharpen and sharpen != 1 else (None, 1)
-        if groups > 1:  # each colour group's own weight d_k
-            channels.append(np.stack([labels == k for k in range(groups)]).astype(np.float32))
-        spread = spread_residual(L[i, 0], np.concatenate(channels), mask, sigma, reach, STRENGTH, inside,
-                                 reach_between or reach)
-        mean = spread[:2]
-        if groups > 1:
-            d = spread[2] if floor is not None or fill else spread[-groups:].sum(axis=0)
-            mean = mean + np.maximum(d, np.float32(1e-12)) * _ownership(spread[-groups:], residual, labels, sharpen)
-        out[i] += mean if floor is None else mean / np.maximum(spread[2:3], np.float32(floor))
-        if fill:  # where the spread hint weight d falls below the floor (FLOOR when there is none), the fill takes over
-            far = 1.0 - np.minimum(spread[2] / np.float32(floor or FLOOR), 1.0)
+        added, residual, d = spread_frame(ab[i], L[i, 0], hints[i, :2], mask, sigma, reach, reach_between, floor,
+                                          sharpen, weight=fill)
+        out[i] += added
+        if fill:  # where the spread hint weight d falls below the floor, the fill takes over
             colour, confidence = feature_fill(guide_features(L[i, 0], ab[i]), residual, mask)
-            out[i] += (far * confidence)[None] * colour
+            out[i] += (fill_share(d, floor) * confidence)[None] * colour
         out[i][:, mask] = hints[i, :2][:, mask]
     return out

@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Learn the hint fill's affinity on TRAINING photos (issue 19, item 7): how much each feature counts when the fill
+decides that a pixel looks like a hinted part (runtime/image/hint_features.py: FILL_WEIGHTS), its confidence constant
+(FILL_EPS) and its reach (FILL_REACH), by gradient descent on the colour error the fill leaves.
+
+For each photo of the trainer's training split (never the validation split; by default photos other than the ones
+tools/tune_hint_spread.py scores) two hint scenarios are drawn from the truth: K points sampled all over the photo as
+tools/evaluate_hints.py does (K cycles through 2, 5, 10, 20), and a restorer's few dots close together (3 dots within
+8 % of the picture's longer side of one place, usually one object: the fill must not carry their colour to whatever
+else looks alike). The network's automatic answer and the edge-aware spreading (runtime/image/hint_spread.py's
+spread_frame) are computed once and kept fixed; the fill is rebuilt in torch as a function of the learned constants,
+and what is minimised is the mean over cases of log(mean squared ab error over the network grid), i.e. the mean PSNR
+in ab. A quarter of the photos is kept out of the learning and scored before and after (does it generalise?) as
+10 log10 of the mean squared ab error (dB; lower is better), per scenario.
+
+    python tools/learn_hint_fill.py ../shared/data/mix --val-count 1000 --count 240 --json docs/hints/fill_learned.json
+
+The result goes into hint_features.py by hand, and is then judged as every other setting: tools/tune_hint_spread.py
+(training photos), tools/evaluate_bleed.py (hand-traced objects), tools/evaluate_hints.py (validation, once).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evaluate_hints import hint_image  # noqa: E402
+
+from trainer.evaluate import grey_baseline, load_colour  # noqa: E402
+from trainer.files import find_images, split  # noqa: E402
+
+POINTS = (2, 5, 10, 20)  # the spread-out scenario's K, cycled over photos
+CLUSTER_DOTS, CLUSTER_RADIUS, PATCH = 3, 0.08, 5
+PIXELS = 3000  # pixels of the fill zone sampled per case
+
+
+def cluster_hints(truth: np.ndarray, rng_seed: int) -> np.ndarray:
+    """RGBA uint8 hint image: CLUSTER_DOTS patches of the true colour within CLUSTER_RADIUS of one random place."""
+    h, w = truth.shape[:2]
+    rng = np.random.default_rng(rng_seed)
+    r = CLUSTER_RADIUS * max(h, w)
+    cy, cx = rng.uniform(r, h - r - PATCH), rng.uniform(r, w - r - PATCH)
+    out = np.zeros((h, w, 4), np.uint8)
+    for _ in range(CLUSTER_DOTS):
+        angle, dist = rng.uniform(0, 2 * np.pi), r * np.sqrt(rng.uniform())
+        y = int(np.clip(cy + dist * np.sin(angle), 0, h - PATCH))
+        x = int(np.clip(cx + dist * np.cos(angle), 0, w - PATCH))
+        mean = truth[y:y + PATCH, x:x + PATCH].reshape(-1, 3).mean(0)
+        out[y:y + PATCH, x:x + PATCH, :3] = np.clip(np.round(mean * 255), 0, 255).astype(np.uint8)
+        out[y:y + PATCH, x:x + PATCH, 3] = 255
+    return out
+
+
+def make_cases(c, paths: list[Path], seed: int) -> list[dict]:
+    """Everything the fill's loss needs, per (photo, scenario), as numpy arrays (the fill zone sampled)."""
+    from PIL import Image
+
+    from runtime.image import hint_features as hf
+    from runtime.image.color import rgb_to_l, rgb_to_lab
+    from runtime.image.geometry import prepare_l
+    from runtime.image.hint_spread import fill_share, spread_frame
+
+    cases = []
+    for i, path in enumerate(paths):
+        truth = load_colour(path)
+        if truth is None:
+            continue
+        L_full = rgb_to_l(grey_baseline(truth))
+        net_L, g = prepare_l(L_full, c.spec.size_multiple, c.render_size)
+        ab = c.predict_ab(net_L)[0]
+        small = np.stack([np.asarray(Image.fromarray(truth[..., k], mode="F").resize((g.w, g.h), Image.Resampling.BILINEAR))
+                          for k in range(3)], -1)
+        truth_ab = np.zeros_like(ab)
+        truth_ab[:, g.top:g.top + g.h, g.left:g.left + g.w] = rgb_to_lab(np.clip(small, 0, 1))[..., 1:].transpose(2, 0, 1)
+        content = np.zeros(ab.shape[1:], bool)
+        content[g.top:g.top + g.h, g.left:g.left + g.w] = True
+        guide = hf.guide_features(net_L[0, 0], ab)
+        rng = np.random.default_rng(seed + i)
+        scenarios = (("points", hint_image(truth, POINTS[i % len(POINTS)], seed + 100_000 + i, PATCH)),
+                     ("cluster", cluster_hints(truth, seed + 200_000 + i)))
+        for kind, hints in scenarios:
+            net_hints = c.hint_input(hints, g)[0]
+            mask = net_hints[2] > 0
+            added, residual, d = spread_frame(ab, net_L[0, 0], net_hints[:2], mask)
+            base = ab + added
+            base[:, mask] = net_hints[:2][:, mask]
+            share = fill_share(d)
+            zone = content & (share > 0) & ~mask
+            if not zone.any():
+                continue
+            f, r, centres = hf._samples(guide, residual, mask)
+            err = ((base - truth_ab) ** 2).sum(0)
+            pick = np.flatnonzero(zone.ravel())
+            pick = rng.choice(pick, min(PIXELS, pick.size), replace=False)
+            yy, xx = np.divmod(pick, ab.shape[2])
+            near2 = ((yy[:, None] - centres[None, :, 0]) ** 2 + (xx[:, None] - centres[None, :, 1]) ** 2).min(1)
+            cases.append({"photo": i, "kind": kind, "g": guide.reshape(7, -1)[:, pick].T, "share": share.ravel()[pick],
+                          "near2": near2.astype(np.float32), "base": base.reshape(2, -1)[:, pick].T,
+                          "truth": truth_ab.reshape(2, -1)[:, pick].T, "f": f, "r": r, "side": float(max(ab.shape[1:])),
+                          "n_zone": int(zone.sum()), "n_content": int(content.sum()),
+                          "err_out": float(err[content & ~zone].sum())})
+        print(f"\r{i + 1}/{len(paths)}", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    return cases
+
+
+def torch_fill(g, f, r, near2, side: float, weights, eps, reach, sigma: float):
+    """hint_features.fill at pixels with features g (P, F), for the hinted samples f (K, F) with residuals r (K, 2)
+    and the pixels' squared distances to the nearest sample near2 (P,), in torch (differentiable in the constants):
+    the colour (P, 2) and the confidence (P,)."""
+    import torch
+
+    diff = (g[:, None, :] - f[None]) * weights
+    kern = torch.exp(-0.5 * (diff * diff).sum(-1) / sigma ** 2)  # (P, K)
+    s = kern.sum(1)
+    colour = kern @ r / s.clamp_min(1e-12)[:, None]
+    return colour, s / (s + eps) * torch.exp(-0.5 * near2 / (reach * side) ** 2)
+
+
+def case_losses(cases: list[dict], weights, eps, reach, sigma: float) -> "torch.Tensor":
+    """Per case, log(mean squared ab error over the grid's content) with the fill made by these constants."""
+    import torch
+
+    out = []
+    for case in cases:
+        t = case["t"]
+        colour, conf = torch_fill(t["g"], t["f"], t["r"], t["near2"], case["side"], weights, eps, reach, sigma)
+        pred = t["base"] + (t["share"] * conf)[:, None] * colour
+        zone_mse = ((pred - t["truth"]) ** 2).sum(1).mean()
+        out.append(torch.log((case["err_out"] + case["n_zone"] * zone_mse) / case["n_content"]))
+    return torch.stack(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--model", default=None, help="model bundle or checkpoint (default: the embedded model)")
+    ap.add_argument("--val-count", type=int, required=True, help="the trainer's --val-count for FOLDER (never used)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--count", type=int, default=240, help="training photos (evenly spaced, off tune_hint_spread's)")
+    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--lr", type=float, default=0.03)
+    ap.add_argument("--shape-only", action="store_true",
+                    help="learn only the features' relative weights (their geometric mean held at 1), with FILL_EPS "
+                         "and FILL_REACH as they are: the metric's shape at the fill's present width and reach")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from runtime import Colorizer
+    from runtime.image import hint_features as hf
+
+    train = split(find_images(args.folder), args.val_count, None, args.seed)[0]
+    step = max(1, len(train) // args.count)
+    paths = train[step // 2::step][: args.count]  # between tune_hint_spread's photos (train[::len // 60])
+    c = Colorizer.load(args.model)
+    cases = make_cases(c, paths, args.seed)
+    for case in cases:
+        case["t"] = {k: torch.from_numpy(np.ascontiguousarray(case[k], np.float32))
+                     for k in ("g", "share", "near2", "base", "truth", "f", "r")}
+    check = [case for case in cases if case["photo"] % 4 == 3]
+    learn = [case for case in cases if case["photo"] % 4 != 3]
+    log_w = torch.zeros(7, requires_grad=True)
+    log_eps = torch.tensor(float(np.log(hf.FILL_EPS)), requires_grad=True)
+    log_reach = torch.tensor(float(np.log(hf.FILL_REACH)), requires_grad=True)
+    params = [log_w] if args.shape_only else [log_w, log_eps, log_reach]
+
+    def weights() -> "torch.Tensor":
+        return (log_w - log_w.mean()).exp() if args.shape_only else log_w.exp()
+
+    def error_db(subset: list[dict]) -> dict:
+        with torch.no_grad():
+            losses = case_losses(subset, weights(), log_eps.exp(), log_reach.exp(), hf.FILL_SIGMA)
+        return {kind: float(np.mean([10 * np.log10(np.exp(v)) for v, case in zip(losses.tolist(), subset)
+                                     if case["kind"] == kind])) for kind in ("points", "cluster")}
+    before = {"learn": error_db(learn), "check": error_db(check)}
+    opt = torch.optim.Adam(params, lr=args.lr)
+    for it in range(args.steps):
+        opt.zero_grad()
+        loss = case_losses(learn, weights(), log_eps.exp(), log_reach.exp(), hf.FILL_SIGMA).mean()
+        loss.backward()
+        opt.step()
+        if it % 10 == 0 or it == args.steps - 1:
+            print(f"step {it}: loss {loss.item():.4f} weights {np.round(weights().tolist(), 2).tolist()} "
+                  f"eps {log_eps.exp().item():.2f} reach {log_reach.exp().item():.3f}", file=sys.stderr)
+    after = {"learn": error_db(learn), "check": error_db(check)}
+    result = {"photos": len(paths), "cases": {"learn": len(learn), "check": len(check)},
+              "shape_only": args.shape_only, "weights": [round(v, 3) for v in weights().tolist()], "eps": round(log_eps.exp().item(), 3),
+              "reach": round(log_reach.exp().item(), 3), "sigma": hf.FILL_SIGMA,
+              "ab_error_db_before": before, "ab_error_db_after": after}
+    print(json.dumps(result, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
