@@ -321,3 +321,55 @@ def test_the_fill_learner_rebuilds_the_runtime_fill():
         torch.from_numpy(near2.astype(np.float32)), 64.0, torch.from_numpy(hf.FILL_WEIGHTS), hf.FILL_EPS, hf.FILL_REACH, hf.FILL_SIGMA)
     assert np.allclose(got_colour.numpy().T.reshape(2, 48, 64), colour, atol=1e-3)
     assert np.allclose(got_conf.numpy().reshape(48, 64), confidence, atol=1e-5)
+
+
+def test_the_fill_learners_loss_is_the_runtimes_colour_error(tmp_path, monkeypatch):
+    """What tools/learn_hint_fill.py minimises, at the runtime's constants and with every pixel of the fill zone
+    kept, is the runtime's own squared ab error on the network grid (spread mode, the embedded model): the cases'
+    bookkeeping (the zone, the error outside it, the truth on the padded grid) adds up."""
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import learn_hint_fill
+
+    from runtime import Colorizer
+
+    yy, xx = np.mgrid[0:150, 0:200]
+    rgb = np.stack([120 + 100 * np.sin(xx / 17.0), 90 + 60 * np.cos(yy / 11.0), 60 + 50 * (xx > 120)], -1)
+    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(tmp_path / "photo.png")  # 200x150: padded grid
+    monkeypatch.setattr(learn_hint_fill, "PIXELS", 10 ** 6)
+    with Colorizer.load(None) as c:
+        check_cases(c, learn_hint_fill, tmp_path / "photo.png")
+
+
+def check_cases(c, learn_hint_fill, photo) -> None:
+    import torch
+    from PIL import Image
+
+    from runtime.image import hint_features as hf
+    from runtime.image.color import rgb_to_l, rgb_to_lab
+    from runtime.image.geometry import prepare_l
+    from trainer.evaluate import grey_baseline, load_colour
+
+    cases = learn_hint_fill.make_cases(c, [photo], seed=0)
+    assert {case["kind"] for case in cases} == {"points", "cluster"}
+    truth = load_colour(photo)
+    L_full = rgb_to_l(grey_baseline(truth))
+    net_L, g = prepare_l(L_full, c.spec.size_multiple, c.render_size)
+    assert (g.net_h, g.net_w) != (g.h, g.w)  # the truth must be placed inside the padding
+    for case in cases:
+        case["t"] = {k: torch.from_numpy(np.ascontiguousarray(case[k], np.float32))
+                     for k in ("g", "share", "near2", "base", "truth", "f", "r")}
+        loss = learn_hint_fill.case_losses([case], torch.from_numpy(hf.FILL_WEIGHTS), hf.FILL_EPS, hf.FILL_REACH,
+                                           hf.FILL_SIGMA)
+        hints = (learn_hint_fill.hint_image(truth, learn_hint_fill.POINTS[0], 100_000, learn_hint_fill.PATCH)
+                 if case["kind"] == "points" else learn_hint_fill.cluster_hints(truth, 200_000))
+        ab = c.predict_ab(net_L, c.hint_input(hints, g))[0][:, g.top:g.top + g.h, g.left:g.left + g.w]
+        small = np.stack([np.asarray(Image.fromarray(truth[..., k], mode="F").resize((g.w, g.h), Image.Resampling.BILINEAR))
+                          for k in range(3)], -1)
+        truth_ab = rgb_to_lab(np.clip(small, 0, 1))[..., 1:].transpose(2, 0, 1)
+        mse = ((ab - truth_ab) ** 2).sum(0).mean()
+        assert np.isclose(np.exp(loss.item()), mse, rtol=1e-4), (case["kind"], np.exp(loss.item()), mse)

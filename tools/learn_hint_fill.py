@@ -13,7 +13,11 @@ and what is minimised is the mean over cases of log(mean squared ab error over t
 in ab. A quarter of the photos is kept out of the learning and scored before and after (does it generalise?) as
 10 log10 of the mean squared ab error (dB; lower is better), per scenario.
 
-    python tools/learn_hint_fill.py ../shared/data/mix --val-count 1000 --count 240 --json docs/hints/fill_learned.json
+    python tools/learn_hint_fill.py ../shared/data/mix --val-count 1000 --count 240 --steps 120 --shape-only \
+        --json docs/hints/fill_learned.json
+
+(without --shape-only the fill's width and reach are learned too: on these photos the fit then makes the fill global,
+which docs/hints/README.md explains and rejects).
 
 The result goes into hint_features.py by hand, and is then judged as every other setting: tools/tune_hint_spread.py
 (training photos), tools/evaluate_bleed.py (hand-traced objects), tools/evaluate_hints.py (validation, once).
@@ -142,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-count", type=int, required=True, help="the trainer's --val-count for FOLDER (never used)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--count", type=int, default=240, help="training photos (evenly spaced, off tune_hint_spread's)")
+    ap.add_argument("--tune-count", type=int, default=60, help="tune_hint_spread.py's --count: its photos are left out")
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--lr", type=float, default=0.03)
     ap.add_argument("--shape-only", action="store_true",
@@ -157,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
 
     train = split(find_images(args.folder), args.val_count, None, args.seed)[0]
     step = max(1, len(train) // args.count)
-    paths = train[step // 2::step][: args.count]  # between tune_hint_spread's photos (train[::len // 60])
+    tuned = set(train[:: max(1, len(train) // args.tune_count)][: args.tune_count])  # tune_hint_spread.py's photos
+    paths = [p for p in train[step // 2::step] if p not in tuned][: args.count]
     c = Colorizer.load(args.model)
     cases = make_cases(c, paths, args.seed)
     for case in cases:
@@ -165,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                      for k in ("g", "share", "near2", "base", "truth", "f", "r")}
     check = [case for case in cases if case["photo"] % 4 == 3]
     learn = [case for case in cases if case["photo"] % 4 != 3]
-    log_w = torch.zeros(7, requires_grad=True)
+    log_w = torch.zeros(7, requires_grad=True)  # from the hand-set fill (every weight 1), whatever FILL_WEIGHTS holds
     log_eps = torch.tensor(float(np.log(hf.FILL_EPS)), requires_grad=True)
     log_reach = torch.tensor(float(np.log(hf.FILL_REACH)), requires_grad=True)
     params = [log_w] if args.shape_only else [log_w, log_eps, log_reach]
@@ -192,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"photos": len(paths), "cases": {"learn": len(learn), "check": len(check)},
               "shape_only": args.shape_only, "weights": [round(v, 3) for v in weights().tolist()], "eps": round(log_eps.exp().item(), 3),
               "reach": round(log_reach.exp().item(), 3), "sigma": hf.FILL_SIGMA,
-              "ab_error_db_before": before, "ab_error_db_after": after}
+              "ab_error_db_hand_set": before, "ab_error_db_learned": after}
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -99,7 +99,8 @@ def _samples(guide: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> tuple
 def fill(guide: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The feature-space fill of hint residuals (2, h, w) given at mask (h, w): the kernel-weighted mean residual of
     the hinted cells (2, h, w) and its confidence (h, w) in [0, 1) (zero everywhere without hints). FILL_SIGMA,
-    FILL_WEIGHTS, FILL_EPS and FILL_REACH are read at call time (tools/tune_hint_spread.py tries others)."""
+    FILL_WEIGHTS, FILL_EPS and FILL_REACH are read at call time (tools/tune_hint_spread.py tries other sigmas, eps and
+    reaches; tools/learn_hint_fill.py learns the weights)."""
     c, h, w = guide.shape
     out = np.zeros((2, h * w), np.float32)
     conf = np.zeros(h * w, np.float32)
