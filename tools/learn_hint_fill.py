@@ -59,14 +59,47 @@ def cluster_hints(truth: np.ndarray, rng_seed: int) -> np.ndarray:
     return out
 
 
+def one_case(net_L: np.ndarray, ab: np.ndarray, truth_ab: np.ndarray, content: np.ndarray, net_hints: np.ndarray,
+             rng: np.random.Generator, **info) -> dict | None:
+    """What the fill's loss needs for one hinted picture (network grid: L (1, 1, h, w), automatic ab (2, h, w), the
+    truth (2, h, w), its content mask, the hint input (3, h, w)), the fill zone sampled; None without a zone."""
+    from runtime.image import hint_features as hf
+    from runtime.image.hint_spread import fill_share, spread_frame
+
+    mask = net_hints[2] > 0
+    added, residual, d = spread_frame(ab, net_L[0, 0], net_hints[:2], mask)
+    base = ab + added
+    base[:, mask] = net_hints[:2][:, mask]
+    share = fill_share(d)
+    zone = content & (share > 0) & ~mask
+    if not zone.any():
+        return None
+    guide = hf.guide_features(net_L[0, 0], ab)
+    f, r, centres = hf._samples(guide, residual, mask)
+    err = ((base - truth_ab) ** 2).sum(0)
+    pick = np.flatnonzero(zone.ravel())
+    pick = rng.choice(pick, min(PIXELS, pick.size), replace=False)
+    yy, xx = np.divmod(pick, ab.shape[2])
+    near2 = ((yy[:, None] - centres[None, :, 0]) ** 2 + (xx[:, None] - centres[None, :, 1]) ** 2).min(1)
+    return {**info, "g": guide.reshape(7, -1)[:, pick].T, "share": share.ravel()[pick],
+            "near2": near2.astype(np.float32), "base": base.reshape(2, -1)[:, pick].T,
+            "truth": truth_ab.reshape(2, -1)[:, pick].T, "f": f, "r": r, "side": float(max(ab.shape[1:])),
+            "n_zone": int(zone.sum()), "n_content": int(content.sum()), "err_out": float(err[content & ~zone].sum())}
+
+
+def grid_content(ab: np.ndarray, g) -> np.ndarray:
+    """The network grid's pixels that hold the picture (not its reflect padding)."""
+    content = np.zeros(ab.shape[1:], bool)
+    content[g.top:g.top + g.h, g.left:g.left + g.w] = True
+    return content
+
+
 def make_cases(c, paths: list[Path], seed: int) -> list[dict]:
     """Everything the fill's loss needs, per (photo, scenario), as numpy arrays (the fill zone sampled)."""
     from PIL import Image
 
-    from runtime.image import hint_features as hf
     from runtime.image.color import rgb_to_l, rgb_to_lab
     from runtime.image.geometry import prepare_l
-    from runtime.image.hint_spread import fill_share, spread_frame
 
     cases = []
     for i, path in enumerate(paths):
@@ -80,35 +113,73 @@ def make_cases(c, paths: list[Path], seed: int) -> list[dict]:
                           for k in range(3)], -1)
         truth_ab = np.zeros_like(ab)
         truth_ab[:, g.top:g.top + g.h, g.left:g.left + g.w] = rgb_to_lab(np.clip(small, 0, 1))[..., 1:].transpose(2, 0, 1)
-        content = np.zeros(ab.shape[1:], bool)
-        content[g.top:g.top + g.h, g.left:g.left + g.w] = True
-        guide = hf.guide_features(net_L[0, 0], ab)
         rng = np.random.default_rng(seed + i)
         scenarios = (("points", hint_image(truth, POINTS[i % len(POINTS)], seed + 100_000 + i, PATCH)),
                      ("cluster", cluster_hints(truth, seed + 200_000 + i)))
         for kind, hints in scenarios:
-            net_hints = c.hint_input(hints, g)[0]
-            mask = net_hints[2] > 0
-            added, residual, d = spread_frame(ab, net_L[0, 0], net_hints[:2], mask)
-            base = ab + added
-            base[:, mask] = net_hints[:2][:, mask]
-            share = fill_share(d)
-            zone = content & (share > 0) & ~mask
-            if not zone.any():
-                continue
-            f, r, centres = hf._samples(guide, residual, mask)
-            err = ((base - truth_ab) ** 2).sum(0)
-            pick = np.flatnonzero(zone.ravel())
-            pick = rng.choice(pick, min(PIXELS, pick.size), replace=False)
-            yy, xx = np.divmod(pick, ab.shape[2])
-            near2 = ((yy[:, None] - centres[None, :, 0]) ** 2 + (xx[:, None] - centres[None, :, 1]) ** 2).min(1)
-            cases.append({"photo": i, "kind": kind, "g": guide.reshape(7, -1)[:, pick].T, "share": share.ravel()[pick],
-                          "near2": near2.astype(np.float32), "base": base.reshape(2, -1)[:, pick].T,
-                          "truth": truth_ab.reshape(2, -1)[:, pick].T, "f": f, "r": r, "side": float(max(ab.shape[1:])),
-                          "n_zone": int(zone.sum()), "n_content": int(content.sum()),
-                          "err_out": float(err[content & ~zone].sum())})
+            case = one_case(net_L, ab, truth_ab, grid_content(ab, g), c.hint_input(hints, g)[0], rng, photo=i, kind=kind)
+            if case is not None:
+                cases.append(case)
         print(f"\r{i + 1}/{len(paths)}", end="", file=sys.stderr)
     print(file=sys.stderr)
+    return cases
+
+
+def scene(rng: np.random.Generator, h: int = 192, w: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A made-up grey picture for the restorer's case: a smooth sky over textured ground, and 2-4 flat shapes of
+    random greys (a sky, a wall, a table and the things on it); shape 0 is the hinted object. Returns the picture
+    (h, w) uint8, the object's mask and three dot centres (y, x) inside it."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    horizon = rng.uniform(0.25, 0.6) * h
+    sky = rng.uniform(120, 235) + rng.uniform(-40, 40) * yy / h
+    f1, f2 = rng.uniform(4, 20, 2)
+    ground = (rng.uniform(50, 170) + rng.uniform(10, 50) * np.sin(xx / f1 + rng.uniform(0, 6)) * np.cos(yy / f2)
+              + rng.normal(0, rng.uniform(2, 12), (h, w)))
+    img = np.where(yy < horizon, sky, ground)
+    masks = []
+    for _ in range(rng.integers(2, 5)):
+        cy, cx = rng.uniform(0.15, 0.85) * h, rng.uniform(0.1, 0.9) * w
+        ry, rx = rng.uniform(0.08, 0.2) * h, rng.uniform(0.06, 0.18) * w
+        m = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1) if rng.uniform() < 0.5 else \
+            ((np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx))
+        img = np.where(m, rng.uniform(60, 230) + rng.normal(0, 1.5, (h, w)), img)
+        masks = [k & ~m for k in masks] + [m]  # later shapes cover earlier ones
+    obj = masks[0]
+    inner = np.argwhere(obj & (np.abs(np.gradient(img.astype(np.float32))[0]) < 5))
+    dots = inner[rng.choice(len(inner), 3, replace=False)] if len(inner) >= 3 else np.zeros((0, 2), int)
+    return np.clip(img, 0, 255).astype(np.uint8), obj, dots
+
+
+def make_scenes(c, count: int, seed: int) -> list[dict]:
+    """The restorer's case on made-up pictures (``scene``): three dots of one vivid colour on the object; the truth
+    is that colour on the object and the automatic colour everywhere else (nothing else should change)."""
+    from runtime.image.color import grey_to_l, lab_to_rgb
+    from runtime.image.geometry import prepare_l
+
+    cases = []
+    for i in range(count):
+        rng = np.random.default_rng(seed + 300_000 + i)
+        grey, obj, dots = scene(rng)
+        if len(dots) < 3:
+            continue
+        L_full = grey_to_l(grey.astype(np.float32) / 255)
+        net_L, g = prepare_l(L_full, c.spec.size_multiple, c.render_size)
+        ab = c.predict_ab(net_L)[0]
+        hue, chroma = rng.uniform(0, 2 * np.pi), rng.uniform(30, 60)
+        lab = np.array([float(L_full[obj].mean()), chroma * np.cos(hue), chroma * np.sin(hue)], np.float32)
+        colour = np.round(lab_to_rgb(lab[None, None])[0, 0] * 255).astype(np.uint8)
+        hints = np.zeros((*grey.shape, 4), np.uint8)
+        for y, x in dots:
+            hints[max(0, y - 2):y + 3, max(0, x - 2):x + 3] = (*colour, 255)
+        net_hints = c.hint_input(hints, g)[0]
+        mask = net_hints[2] > 0
+        truth_ab = ab.copy()
+        on_grid = np.zeros(ab.shape[1:], bool)
+        on_grid[g.top:g.top + g.h, g.left:g.left + g.w] = obj  # made-up pictures are drawn at the grid's size
+        truth_ab[:, on_grid] = net_hints[:2][:, mask].mean(axis=1)[:, None]
+        case = one_case(net_L, ab, truth_ab, grid_content(ab, g), net_hints, rng, photo=i, kind="scene")
+        if case is not None:
+            cases.append(case)
     return cases
 
 
@@ -147,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--count", type=int, default=240, help="training photos (evenly spaced, off tune_hint_spread's)")
     ap.add_argument("--tune-count", type=int, default=60, help="tune_hint_spread.py's --count: its photos are left out")
+    ap.add_argument("--scenes", type=int, default=0, help="made-up pictures for the restorer's case (scene())")
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--lr", type=float, default=0.03)
     ap.add_argument("--shape-only", action="store_true",
@@ -165,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     tuned = set(train[:: max(1, len(train) // args.tune_count)][: args.tune_count])  # tune_hint_spread.py's photos
     paths = [p for p in train[step // 2::step] if p not in tuned][: args.count]
     c = Colorizer.load(args.model)
-    cases = make_cases(c, paths, args.seed)
+    cases = make_cases(c, paths, args.seed) + make_scenes(c, args.scenes, args.seed)
     for case in cases:
         case["t"] = {k: torch.from_numpy(np.ascontiguousarray(case[k], np.float32))
                      for k in ("g", "share", "near2", "base", "truth", "f", "r")}
@@ -183,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             losses = case_losses(subset, weights(), log_eps.exp(), log_reach.exp(), hf.FILL_SIGMA)
         return {kind: float(np.mean([10 * np.log10(np.exp(v)) for v, case in zip(losses.tolist(), subset)
-                                     if case["kind"] == kind])) for kind in ("points", "cluster")}
+                                     if case["kind"] == kind])) for kind in ("points", "cluster", "scene")
+                if any(case["kind"] == kind for case in subset)}
     before = {"learn": error_db(learn), "check": error_db(check)}
     opt = torch.optim.Adam(params, lr=args.lr)
     for it in range(args.steps):
@@ -195,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step {it}: loss {loss.item():.4f} weights {np.round(weights().tolist(), 2).tolist()} "
                   f"eps {log_eps.exp().item():.2f} reach {log_reach.exp().item():.3f}", file=sys.stderr)
     after = {"learn": error_db(learn), "check": error_db(check)}
-    result = {"photos": len(paths), "cases": {"learn": len(learn), "check": len(check)},
+    result = {"photos": len(paths), "scenes": args.scenes, "cases": {"learn": len(learn), "check": len(check)},
               "shape_only": args.shape_only, "weights": [round(v, 3) for v in weights().tolist()], "eps": round(log_eps.exp().item(), 3),
               "reach": round(log_reach.exp().item(), 3), "sigma": hf.FILL_SIGMA,
               "ab_error_db_hand_set": before, "ab_error_db_learned": after}

@@ -14,10 +14,9 @@ parts of the picture mostly alone (tools/evaluate_bleed.py measures how much col
 Features are scaled so that a difference of 1 is about what separates two objects (the scales of
 runtime/image/reference.py's matcher, which describes cells the same way); windows scale with the grid (their sizes
 are for a 256-pixel grid). The constants were chosen on training photos (tools/tune_hint_spread.py) under the bleed
-out of hand-traced objects, and the features' weights in the fill's distance (FILL_WEIGHTS) learned on other training
-photos by gradient descent on the colour error, the fill's width and reach held (tools/learn_hint_fill.py); the
-numbers, and what was tried and dropped (among them the network's decoder features in place of these, and links
-between neighbours weakened by feature differences), are in docs/hints/README.md.
+out of hand-traced objects; the numbers, and what was tried and dropped (among them the network's decoder features
+in place of these, links between neighbours weakened by feature differences, and feature weights learned with
+tools/learn_hint_fill.py), are in docs/hints/README.md.
 Numpy only; deterministic.
 """
 from __future__ import annotations
@@ -28,10 +27,10 @@ import numpy as np
 SCALES = np.array([8.0, 10.0, 15.0, 4.0, 3.0, 6.0, 6.0], np.float32)
 NEAR, FAR, TEXTURE = 4, 10, 2  # window radii (pixels of a 256-pixel grid) of the lightness means and the texture
 FILL_SIGMA = 0.7  # feature distance at which a hint's pull in the fill falls to exp(-1/2)
-# Each scaled feature's weight in the fill's distance (SCALES' order), learned on training photos with the fill's
-# width and reach held (tools/learn_hint_fill.py --shape-only, docs/hints/fill_learned.json): texture counts more,
-# lightness itself and the automatic b less.
-FILL_WEIGHTS = np.array([0.564, 0.904, 1.136, 1.609, 1.64, 1.25, 0.523], np.float32)
+# Each scaled feature's weight in the fill's distance (SCALES' order): all 1, the hand-set metric. Weights learned on
+# training photos (tools/learn_hint_fill.py) gained 0.06 dB but painted flat skies like a hinted flat object, so
+# they are not used (docs/hints/README.md).
+FILL_WEIGHTS = np.ones(7, np.float32)
 FILL_EPS = 1.0  # the fill's confidence is s / (s + FILL_EPS), s the summed pull of the hinted cells (one cell: 1)
 FILL_REACH = 0.3  # the fill fades with the distance to the nearest hint, over this fraction of the grid's longer side
 CELL = 4  # hinted pixels are pooled into CELL x CELL cells (or larger, see MAX_SAMPLES): the fill's samples
