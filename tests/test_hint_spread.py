@@ -292,9 +292,10 @@ def test_colour_groups_are_few_and_far_apart():
     assert n == 1 and (labels[mask] == 0).all()
 
 
-def test_the_fill_learner_rebuilds_the_runtime_fill():
+def test_the_fill_learner_rebuilds_the_runtime_fill(monkeypatch):
     """tools/learn_hint_fill.py learns the fill's constants on a torch copy of hint_features.fill: at the same
-    constants the copy must give the runtime's colour and confidence, or it would learn something else."""
+    constants the copy must give the runtime's colour and confidence, or it would learn something else. Uneven
+    feature weights and other eps and reach than the runtime's, so each of them must be applied alike."""
     import sys
     from pathlib import Path
 
@@ -305,6 +306,9 @@ def test_the_fill_learner_rebuilds_the_runtime_fill():
 
     from runtime.image import hint_features as hf
 
+    monkeypatch.setattr(hf, "FILL_WEIGHTS", np.array([0.5, 0.9, 1.2, 1.6, 1.7, 1.3, 0.6], np.float32))
+    monkeypatch.setattr(hf, "FILL_EPS", 0.6)
+    monkeypatch.setattr(hf, "FILL_REACH", 0.45)
     rng = np.random.default_rng(4)
     L = bands(48, 64, (20, 30)) + rng.uniform(0, 20, (48, 64)).astype(np.float32)
     ab = rng.normal(0, 5, (2, 48, 64)).astype(np.float32)
