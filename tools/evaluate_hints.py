@@ -23,6 +23,17 @@ from trainer.files import find_images, split
 from trainer.metrics import score_image
 
 
+def patch_hints(truth: np.ndarray, corners, patch: int) -> np.ndarray:
+    """RGBA uint8 hint image: a ``patch`` x ``patch`` square at each (y, x) top-left corner, painted with the mean
+    true colour under it."""
+    out = np.zeros((*truth.shape[:2], 4), np.uint8)
+    for y, x in corners:
+        mean = truth[y:y + patch, x:x + patch].reshape(-1, 3).mean(0)
+        out[y:y + patch, x:x + patch, :3] = np.clip(np.round(mean * 255), 0, 255).astype(np.uint8)
+        out[y:y + patch, x:x + patch, 3] = 255
+    return out
+
+
 def hint_image(truth: np.ndarray, k: int, rng_seed: int, patch: int) -> np.ndarray | None:
     """RGBA uint8 hint image with the first ``k`` points of the photo's fixed random sequence."""
     if k == 0:
@@ -31,12 +42,7 @@ def hint_image(truth: np.ndarray, k: int, rng_seed: int, patch: int) -> np.ndarr
     rng = np.random.default_rng(rng_seed)
     ys = rng.integers(0, h - patch + 1, size=64)
     xs = rng.integers(0, w - patch + 1, size=64)
-    out = np.zeros((h, w, 4), np.uint8)
-    for y, x in zip(ys[:k], xs[:k]):
-        mean = truth[y:y + patch, x:x + patch].reshape(-1, 3).mean(0)
-        out[y:y + patch, x:x + patch, :3] = np.clip(np.round(mean * 255), 0, 255).astype(np.uint8)
-        out[y:y + patch, x:x + patch, 3] = 255
-    return out
+    return patch_hints(truth, zip(ys[:k], xs[:k]), patch)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate_hints import hint_image  # noqa: E402
+from evaluate_hints import hint_image, patch_hints  # noqa: E402
 
 from trainer.evaluate import grey_baseline, load_colour  # noqa: E402
 from trainer.files import find_images, split  # noqa: E402
@@ -48,21 +48,19 @@ def cluster_hints(truth: np.ndarray, rng_seed: int) -> np.ndarray:
     rng = np.random.default_rng(rng_seed)
     r = CLUSTER_RADIUS * max(h, w)
     cy, cx = rng.uniform(r, h - r - PATCH), rng.uniform(r, w - r - PATCH)
-    out = np.zeros((h, w, 4), np.uint8)
+    corners = []
     for _ in range(CLUSTER_DOTS):
         angle, dist = rng.uniform(0, 2 * np.pi), r * np.sqrt(rng.uniform())
-        y = int(np.clip(cy + dist * np.sin(angle), 0, h - PATCH))
-        x = int(np.clip(cx + dist * np.cos(angle), 0, w - PATCH))
-        mean = truth[y:y + PATCH, x:x + PATCH].reshape(-1, 3).mean(0)
-        out[y:y + PATCH, x:x + PATCH, :3] = np.clip(np.round(mean * 255), 0, 255).astype(np.uint8)
-        out[y:y + PATCH, x:x + PATCH, 3] = 255
-    return out
+        corners.append((int(np.clip(cy + dist * np.sin(angle), 0, h - PATCH)),
+                        int(np.clip(cx + dist * np.cos(angle), 0, w - PATCH))))
+    return patch_hints(truth, corners, PATCH)
 
 
-def one_case(net_L: np.ndarray, ab: np.ndarray, truth_ab: np.ndarray, content: np.ndarray, net_hints: np.ndarray,
-             rng: np.random.Generator, **info) -> dict | None:
-    """What the fill's loss needs for one hinted picture (network grid: L (1, 1, h, w), automatic ab (2, h, w), the
-    truth (2, h, w), its content mask, the hint input (3, h, w)), the fill zone sampled; None without a zone."""
+def one_case(net_L: np.ndarray, ab: np.ndarray, guide: np.ndarray, truth_ab: np.ndarray, content: np.ndarray,
+             net_hints: np.ndarray, rng: np.random.Generator, **info) -> dict | None:
+    """What the fill's loss needs for one hinted picture (network grid: L (1, 1, h, w), automatic ab (2, h, w), its
+    guide features (hint_features.guide_features), the truth (2, h, w), its content mask, the hint input (3, h, w)),
+    the fill zone sampled; None without a zone."""
     from runtime.image import hint_features as hf
     from runtime.image.hint_spread import fill_share, spread_frame
 
@@ -74,23 +72,27 @@ def one_case(net_L: np.ndarray, ab: np.ndarray, truth_ab: np.ndarray, content: n
     zone = content & (share > 0) & ~mask
     if not zone.any():
         return None
-    guide = hf.guide_features(net_L[0, 0], ab)
     f, r, centres = hf._samples(guide, residual, mask)
     err = ((base - truth_ab) ** 2).sum(0)
     pick = np.flatnonzero(zone.ravel())
     pick = rng.choice(pick, min(PIXELS, pick.size), replace=False)
     yy, xx = np.divmod(pick, ab.shape[2])
-    near2 = ((yy[:, None] - centres[None, :, 0]) ** 2 + (xx[:, None] - centres[None, :, 1]) ** 2).min(1)
+    near2 = hf.nearest_sq(yy, xx, centres)
     return {**info, "g": guide.reshape(7, -1)[:, pick].T, "share": share.ravel()[pick],
             "near2": near2.astype(np.float32), "base": base.reshape(2, -1)[:, pick].T,
             "truth": truth_ab.reshape(2, -1)[:, pick].T, "f": f, "r": r, "side": float(max(ab.shape[1:])),
             "n_zone": int(zone.sum()), "n_content": int(content.sum()), "err_out": float(err[content & ~zone].sum())}
 
 
+def grid_window(g) -> tuple[slice, slice]:
+    """The rows and columns of the network grid that hold the picture (not its reflect padding)."""
+    return slice(g.top, g.top + g.h), slice(g.left, g.left + g.w)
+
+
 def grid_content(ab: np.ndarray, g) -> np.ndarray:
-    """The network grid's pixels that hold the picture (not its reflect padding)."""
+    """The network grid's pixels that hold the picture, as a mask."""
     content = np.zeros(ab.shape[1:], bool)
-    content[g.top:g.top + g.h, g.left:g.left + g.w] = True
+    content[grid_window(g)] = True
     return content
 
 
@@ -100,6 +102,7 @@ def make_cases(c, paths: list[Path], seed: int) -> list[dict]:
 
     from runtime.image.color import rgb_to_l, rgb_to_lab
     from runtime.image.geometry import prepare_l
+    from runtime.image.hint_features import guide_features
 
     cases = []
     for i, path in enumerate(paths):
@@ -112,12 +115,13 @@ def make_cases(c, paths: list[Path], seed: int) -> list[dict]:
         small = np.stack([np.asarray(Image.fromarray(truth[..., k], mode="F").resize((g.w, g.h), Image.Resampling.BILINEAR))
                           for k in range(3)], -1)
         truth_ab = np.zeros_like(ab)
-        truth_ab[:, g.top:g.top + g.h, g.left:g.left + g.w] = rgb_to_lab(np.clip(small, 0, 1))[..., 1:].transpose(2, 0, 1)
+        truth_ab[(slice(None), *grid_window(g))] = rgb_to_lab(np.clip(small, 0, 1))[..., 1:].transpose(2, 0, 1)
+        guide, content = guide_features(net_L[0, 0], ab), grid_content(ab, g)  # once for both scenarios
         rng = np.random.default_rng(seed + i)
         scenarios = (("points", hint_image(truth, POINTS[i % len(POINTS)], seed + 100_000 + i, PATCH)),
                      ("cluster", cluster_hints(truth, seed + 200_000 + i)))
         for kind, hints in scenarios:
-            case = one_case(net_L, ab, truth_ab, grid_content(ab, g), c.hint_input(hints, g)[0], rng, photo=i, kind=kind)
+            case = one_case(net_L, ab, guide, truth_ab, content, c.hint_input(hints, g)[0], rng, photo=i, kind=kind)
             if case is not None:
                 cases.append(case)
         print(f"\r{i + 1}/{len(paths)}", end="", file=sys.stderr)
@@ -155,6 +159,7 @@ def make_scenes(c, count: int, seed: int) -> list[dict]:
     is that colour on the object and the automatic colour everywhere else (nothing else should change)."""
     from runtime.image.color import grey_to_l, lab_to_rgb
     from runtime.image.geometry import prepare_l
+    from runtime.image.hint_features import guide_features
 
     cases = []
     for i in range(count):
@@ -175,9 +180,10 @@ def make_scenes(c, count: int, seed: int) -> list[dict]:
         mask = net_hints[2] > 0
         truth_ab = ab.copy()
         on_grid = np.zeros(ab.shape[1:], bool)
-        on_grid[g.top:g.top + g.h, g.left:g.left + g.w] = obj  # made-up pictures are drawn at the grid's size
+        on_grid[grid_window(g)] = obj  # made-up pictures are drawn at the grid's size
         truth_ab[:, on_grid] = net_hints[:2][:, mask].mean(axis=1)[:, None]
-        case = one_case(net_L, ab, truth_ab, grid_content(ab, g), net_hints, rng, photo=i, kind="scene")
+        case = one_case(net_L, ab, guide_features(net_L[0, 0], ab), truth_ab, grid_content(ab, g), net_hints, rng,
+                        photo=i, kind="scene")
         if case is not None:
             cases.append(case)
     return cases

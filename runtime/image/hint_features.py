@@ -95,6 +95,11 @@ def _samples(guide: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> tuple
             np.ascontiguousarray(means[F + 2:].T))
 
 
+def nearest_sq(yy: np.ndarray, xx: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Squared distance from each pixel (yy, xx: (P,)) to the nearest sample centre (K, 2) (y, x): (P,)."""
+    return ((yy[:, None] - centres[None, :, 0]) ** 2 + (xx[:, None] - centres[None, :, 1]) ** 2).min(1)
+
+
 def fill(guide: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The feature-space fill of hint residuals (2, h, w) given at mask (h, w): the kernel-weighted mean residual of
     the hinted cells (2, h, w) and its confidence (h, w) in [0, 1) (zero everywhere without hints). FILL_SIGMA,
@@ -120,7 +125,6 @@ def fill(guide: np.ndarray, residual: np.ndarray, mask: np.ndarray) -> tuple[np.
         total = wgt.sum(1)
         out[:, s:s + CHUNK] = (wgt @ r).T / np.maximum(total, 1e-12)
         # the confidence: how closely some hinted cell matches, faded by the distance to the nearest one
-        near2 = ((yy[s:s + CHUNK, None] - centres[None, :, 0]) ** 2
-                 + (xx[s:s + CHUNK, None] - centres[None, :, 1]) ** 2).min(1)
+        near2 = nearest_sq(yy[s:s + CHUNK], xx[s:s + CHUNK], centres)
         conf[s:s + CHUNK] = total / (total + eps) * np.exp(-0.5 * near2 / (reach * reach))
     return out.reshape(2, h, w), conf.reshape(h, w)
