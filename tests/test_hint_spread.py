@@ -154,6 +154,30 @@ def test_a_dot_colours_its_surroundings_fully_then_fades():
     assert np.allclose(plateau[far], plain[far] / hs.FLOOR, atol=1e-3)  # beyond the plateau: the plain fade, rescaled
 
 
+def test_where_a_hint_owns_a_pixel_it_gives_its_colour_not_a_shift_of_the_network_colour():
+    """The network's a ramps from -60 to +60 across a flat region; a dot asks for a = 30. Where the dot's pull is
+    full (d >= FLOOR) every pixel takes a = 30; spreading only the residual would keep the ramp (30 plus the
+    network's a minus its value around the dot); where the pull fades the two agree again."""
+    h, w = 120, 160
+    L = np.full((1, 1, h, w), 50.0, np.float32)
+    ab = np.zeros((1, 2, h, w), np.float32)
+    ab[0, 0] = np.linspace(-60, 60, w, dtype=np.float32)[None]
+    hints = np.zeros((1, 3, h, w), np.float32)
+    hints[0, :, 59:62, 79:82] = np.array([30.0, 0.0, 1.0])[:, None, None]
+    hints[0, 0, 59:62, 79:82] = 30.0
+    owned = hs.spread_hints(ab, L, hints, fill=False)[0]
+    residual = hs.spread_hints(ab, L, hints, fill=False, owned=False)[0]
+    d = hs.spread_residual(L[0, 0], (hints[0, 2:] > 0).astype(np.float32), hints[0, 2] > 0)[0]
+    full = d >= hs.FLOOR
+    assert full.sum() > 30 and np.ptp(ab[0, 0][full]) > 2.0  # the plateau spans part of the ramp
+    assert np.abs(owned[0][full] - 30.0).max() < 0.05, np.abs(owned[0][full] - 30.0).max()
+    assert np.ptp(residual[0][full]) > 0.8 * np.ptp(ab[0, 0][full])  # the residual alone keeps the ramp
+    assert np.abs(owned[1]).max() < 1e-4  # b: the hint's 0 is the network's 0
+    far = d < 0.1 * hs.FLOOR  # where little pull arrives the two agree (both close to the network's colour)
+    assert far.sum() > h * w // 3 and np.abs(owned[0][far] - residual[0][far]).max() < 1.0
+    assert np.abs(owned[0][far] - ab[0, 0][far]).max() < 0.15 * 30
+
+
 def bands(h=40, w=60, cut=(25, 35)):
     """Dark | light | dark vertical bands (L 40 | 70 | 40): the two dark bands look alike but no path of even
     lightness joins them."""

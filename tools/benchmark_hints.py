@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """What colour hints cost: the hint picture's photo (tools/hint_demo.py) through ``Colorizer.colorize`` without and
-with its three dots, and the spreading alone (runtime/image/hint_spread.py) in its default form, without the
-competition between hint colours, without it and the feature-space fill (runtime/image/hint_features.py; the cost
-before them), and in the plain form of the first version (no joining up between hints, no full-colour plateau);
+with its three dots, and the spreading alone (runtime/image/hint_spread.py) in its default form, spreading the
+residual only (not the hints' own colour), without the competition between hint colours, without these and the
+feature-space fill (runtime/image/hint_features.py; the cost before them), and in the plain form of the first version (no joining up between hints, no full-colour plateau);
 then the default and the form before with a painted area (a quarter of the photo, as a brush stroke would give)
 instead of dots. Median of --repeat runs after one
 warm-up; record the numbers in docs/benchmarks.md with the machine.
@@ -52,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"colorize, 3 dots:       {median_time(lambda: c.colorize(photo, hints=DOTS), args.repeat):.3f} s")
         net_L, geom = c.prepare_src8(np.asarray(photo))
         ab, hints = c.predict_ab(net_L), c.hint_input(DOTS, geom)
-        before = {"fill": False, "sharpen": None}
-        kinds = (("default", {}), ("no competing colours", {"sharpen": None}), ("neither (the cost before)", before),
+        before = {"fill": False, "sharpen": None, "owned": False}
+        kinds = (("default", {}), ("the residual only", {"owned": False}), ("no competing colours", {"sharpen": None}),
+                 ("none of the three (the cost before)", before),
                  ("plain", {"reach_between": None, "floor": None, **before}))
         for name, kw in kinds:
             t = median_time(lambda: hint_spread.spread_hints(ab, net_L, hints, **kw), args.repeat)
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         area = np.zeros((photo.height, photo.width, 4), np.uint8)
         area[: photo.height // 2, : photo.width // 2] = (40, 160, 60, 255)
         painted = c.hint_input(area, geom)
-        for name, kw in (("default", {}), ("neither (the cost before)", before)):
+        for name, kw in (("default", {}), ("none of the three (the cost before)", before)):
             t = median_time(lambda: hint_spread.spread_hints(ab, net_L, painted, **kw), args.repeat)
             print(f"spreading alone, a painted quarter, {name}: {t:.3f} s")
     return 0

@@ -16,10 +16,11 @@ and with the dots (the runtime's hint spreading, runtime/image/hint_spread.py), 
   objects' colours meet.
 
 A band of ``margin`` pixels around each outline and the ``ignore`` regions are left out of both (the tracing's
-slack, a handle with a hole). Three spreadings are scored on the same automatic answer: before (sigma_L 4, the plain
-mean of competing hint colours, no fill: the spreading before 2026-12-06), the runtime's default without the
-feature-space fill, and now (the runtime's default: its sigma_L, competing colours and the fill of
-runtime/image/hint_features.py).
+slack, a handle with a hole). Four spreadings are scored on the same automatic answer: before (sigma_L 4, the plain
+mean of competing hint colours, no fill, the residual spread everywhere: the spreading before 2026-12-06), the
+runtime's default without the feature-space fill, the runtime's default spreading only the residual (before
+2026-12-07), and now (the runtime's default: its sigma_L, competing colours, the fill of
+runtime/image/hint_features.py and the hints' own colour where they own a pixel).
 """
 from __future__ import annotations
 
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     from trainer.evaluate import grey_baseline, load_colour
 
     spec = json.loads(args.objects.read_text())
-    kinds = {"before": {"sigma": 4.0, "fill": False, "sharpen": None}, "no fill": {"fill": False}, "now": {}}
+    kinds = {"before": {"sigma": 4.0, "fill": False, "sharpen": None, "owned": False}, "no fill": {"fill": False},
+             "residual only": {"owned": False}, "now": {}}
     rows, panels = [], []
     with Colorizer.load(args.model) as c:
         for photo in spec["photos"]:
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 spread = hint_spread.spread_hints(ab, net_L, hints, **kw)[0]
                 row[kind] = dict(zip(("bleed", "inside"), scores(rgb_to_lab(c.finish(L_full, spread, geom)), auto,
                                                                label, targets)))
-                if kind != "no fill":
+                if kind in ("before", "now"):
                     marked = c.finish_u8(L_full, spread, geom).copy()
                     marked[outline] = (255, 255, 0)
                     shown.append(marked)
@@ -146,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| spreading | bleed (mean delta ab outside the objects) | inside (mean ab error in them) |\n|---|---:|---:|")
     for k, what in (("before", "sigma_L 4, plain mean, no fill (before)"),
                     ("no fill", f"sigma_L {hint_spread.SIGMA_L:g}, competing colours, no fill"),
-                    ("now", f"sigma_L {hint_spread.SIGMA_L:g}, competing colours + fill (now)")):
+                    ("residual only", f"sigma_L {hint_spread.SIGMA_L:g}, competing colours + fill, the residual only"),
+                    ("now", f"sigma_L {hint_spread.SIGMA_L:g}, competing colours + fill + the hints' own colour (now)")):
         print(f"| {what} | {mean[k]['bleed']:.2f} | {mean[k]['inside']:.2f} |")
     if args.json:
         args.json.write_text(json.dumps({"photos": rows, "mean": mean}, indent=1) + "\n")

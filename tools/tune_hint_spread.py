@@ -9,7 +9,7 @@ the truth as tools/evaluate_hints.py does; the network's automatic answer is com
 table gives mean PSNR and CIEDE2000 per setting ("network alone": the model's own hint input, for reference): each
 setting of the spreading's constants (--sigmas ... --floors) without the feature-space fill and with each fill
 setting (--fill-sigmas, --fill-eps, --fill-reaches), each with every power of the competition between hint colours
-(--sharpens; 0: off); and
+(--sharpens; 0: off) and with the hints' own colour where they own a pixel or the residual only (--owned 1 0); and
 two columns from the hinted-square scene (flat_square_photo, also used by tests/test_hints.py): three red dots on a
 flat grey square in a textured photo; "square a" is the square's mean a (the hint's own is 65: higher = the square
 follows the dots better), "far dab" the mean delta ab from the automatic result in a far corner (lower = more local;
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fill-reaches", type=float, nargs="+", default=[0.3], help="fill: reach from the nearest hint")
     ap.add_argument("--sharpens", type=float, nargs="+", default=[0.0],
                     help="competition between hint colours: powers (0: off, the plain mean)")
+    ap.add_argument("--owned", type=int, nargs="+", default=[1], choices=(0, 1),
+                    help="1: the hints' own colour where they own a pixel (the runtime's default); 0: the residual only")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -88,20 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     # (sigma_L, reach, between, floor, fill (sigma, eps, reach) or None): every spreading without the fill and with
     # each fill setting
     fills = [None, *itertools.product(args.fill_sigmas, args.fill_eps, args.fill_reaches)]
-    grid = [(*spreading, f, p) for spreading in itertools.product(args.sigmas, args.reaches, args.betweens, args.floors)
-            for f in fills for p in args.sharpens]
+    grid = [(*spreading, f, p, o) for spreading in itertools.product(args.sigmas, args.reaches, args.betweens, args.floors)
+            for f in fills for p in args.sharpens for o in args.owned]
 
-    def name(s: float, r: float, b: float, f: float, fill: tuple | None, sharpen: float) -> str:
+    def name(s: float, r: float, b: float, f: float, fill: tuple | None, sharpen: float, owned: int) -> str:
         out = f"spread, sigma {s:g}, reach {r:g}, between {b:g}, floor {f:g}"
         out += f", fill sigma {fill[0]:g} eps {fill[1]:g} reach {fill[2]:g}" if fill else ""
-        return out + (f", sharpen {sharpen:g}" if sharpen else "")
+        return out + (f", sharpen {sharpen:g}" if sharpen else "") + ("" if owned else ", residual only")
 
     constants = (hint_features.FILL_SIGMA, hint_features.FILL_EPS, hint_features.FILL_REACH)
 
-    def spread(ab, net_L, net_hints, s, r, b, f, fill, sharpen):
+    def spread(ab, net_L, net_hints, s, r, b, f, fill, sharpen, owned):
         hint_features.FILL_SIGMA, hint_features.FILL_EPS, hint_features.FILL_REACH = fill or constants
         return hint_spread.spread_hints(ab, net_L, net_hints, sigma=s, reach=r, reach_between=b or None, floor=f or None,
-                                        fill=bool(fill), sharpen=sharpen or None)[0]
+                                        fill=bool(fill), sharpen=sharpen or None, owned=bool(owned))[0]
 
     img, sq = flat_square_photo()
     L_sq = rgb_to_l(np.repeat(img[..., None], 3, -1).astype(np.float32) / 255)
