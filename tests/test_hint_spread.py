@@ -178,6 +178,38 @@ def test_where_a_hint_owns_a_pixel_it_gives_its_colour_not_a_shift_of_the_networ
     assert np.abs(owned[0][far] - ab[0, 0][far]).max() < 0.15 * 30
 
 
+def test_owned_pixels_between_two_hint_colours_take_the_owning_groups_colours():
+    """Red dots and blue dots over a network colour that runs from +40 to -40 in a: where the hints own a pixel it is
+    the mix of the two groups' colours by ownership (SHARPEN), not of their residuals (up to 3.8 off before); and
+    where the pull fades (d < FLOOR) the colour moves from the residual's to the owned one by t = d / FLOOR."""
+    h, w = 40, 90
+    L = np.full((h, w), 50.0, np.float32)
+    ab = np.stack([np.tile(np.linspace(40, -40, w, dtype=np.float32), (h, 1)), np.zeros((h, w), np.float32)])
+    hint, mask = np.zeros((2, h, w), np.float32), np.zeros((h, w), bool)
+    for y in range(2, 38, 4):
+        mask[y:y + 2, 30:32], hint[:, y:y + 2, 30:32] = True, np.array([50.0, 30.0])[:, None, None]
+        mask[y:y + 2, 58:60], hint[:, y:y + 2, 58:60] = True, np.array([10.0, -50.0])[:, None, None]
+    added, _, d = hs.spread_frame(ab, L, hint, mask)
+    labels, groups = hs.colour_groups(hint, mask)
+    assert groups == 2
+    weights = hs.spread_residual(L, np.stack([labels == k for k in range(groups)]).astype(np.float32), mask,
+                                 inside=hs.between_hints(mask))
+    owned = (np.maximum(weights, 0) + 1e-12) ** hs.SHARPEN
+    owned /= owned.sum(axis=0)
+    colours = np.stack([hint[:, labels == k].mean(axis=1) for k in range(groups)])  # (K, 2), the groups' order
+    ideal = np.einsum("khw,kc->chw", owned, colours)
+    full = (d >= hs.FLOOR) & ~mask
+    assert full.sum() > 1000 and np.abs((ab + added - ideal)[:, full]).max() < 0.5
+    # the fading band: the blend of the residual-only answer and the colour answer
+    residual_only = hs.spread_frame(ab, L, hint, mask, owned=False)[0]
+    t = np.minimum(d / hs.FLOOR, 1.0)
+    band = (d < hs.FLOOR) & (d > 0.1 * hs.FLOOR)
+    assert band.sum() > 100
+    colour_only = (ideal - ab) * np.minimum(d / hs.FLOOR, 1.0)  # full colour, faded like the residual
+    mix = (1 - t) * residual_only + t * colour_only
+    assert np.abs((added - mix)[:, band]).max() < 1.0, np.abs((added - mix)[:, band]).max()
+
+
 def bands(h=40, w=60, cut=(25, 35)):
     """Dark | light | dark vertical bands (L 40 | 70 | 40): the two dark bands look alike but no path of even
     lightness joins them."""

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     mean = {k: {m: float(np.mean([r[k][m] for r in rows])) for m in ("bleed", "inside")} for k in kinds}
     print("| spreading | bleed (mean delta ab outside the objects) | inside (mean ab error in them) |\n|---|---:|---:|")
     for k, what in (("before", "sigma_L 4, plain mean, no fill (before)"),
-                    ("no fill", f"sigma_L {hint_spread.SIGMA_L:g}, competing colours, no fill"),
+                    ("no fill", f"sigma_L {hint_spread.SIGMA_L:g}, competing colours + the hints' own colour, no fill"),
                     ("residual only", f"sigma_L {hint_spread.SIGMA_L:g}, competing colours + fill, the residual only"),
                     ("now", f"sigma_L {hint_spread.SIGMA_L:g}, competing colours + fill + the hints' own colour (now)")):
         print(f"| {what} | {mean[k]['bleed']:.2f} | {mean[k]['inside']:.2f} |")

@@ -41,7 +41,7 @@ DEFAULT_RENDER_SIZE = 256
 # dot's colour stops at clear edges, joins up with other dots between them, and beyond them fades over about a fifth
 # of the picture, where parts that look like a hinted one take its colour); "network": the model's own hint input.
 # The default model's hint input follows hints weakly and not locally (docs/default-model: +0.24 dB at 10 points, and
-# five dots on a small grey square turn the sky above it orange), so "spread" is the default (+2.98 dB at 10 points,
+# five dots on a small grey square turn the sky above it orange), so "spread" is the default (+3.50 dB at 10 points,
 # docs/hints/README.md).
 HINT_MODES = ("spread", "network")
 # The automatic colour is the mean of the network's answers for the picture and its mirror image (test-time

@@ -23,7 +23,8 @@ Five refinements over that plain form, each measured on training photos:
   few pixels (the spread of a point falls off like a logarithm), so the plain solution r paints a pale halo. The same
   system is also solved for the hint weight d (1 at every hinted pixel, 0 residual elsewhere: how much hint reaches a
   pixel), and the residual added is r / max(d, FLOOR): where enough hint reaches (d >= FLOOR) it is the hints' own
-  weighted mean, in full; farther out it fades like d. The solver carries the three channels (a, b, d) at once.
+  weighted mean, in full; farther out it fades like d. The solver carries the channels (a, b, d and those below) at
+  once.
 - **What looks like a hinted part takes its colour.** Where d has fallen below FLOOR (beyond the dots' reach, or
   behind an edge), a feature-space fill adds the residual of the hinted parts that look like the pixel (lightness
   around it, texture, the network's automatic colour), with a confidence that is high only for close matches and
@@ -40,9 +41,10 @@ Five refinements over that plain form, each measured on training photos:
   network was off at the dot: where the network's colour varies over the hinted object (half a shirt right, half
   wrong), adding the dot's residual keeps that variation. So the hints' own colour c is spread too, and the colour
   added moves from the residual's r / max(d, FLOOR) (where the pull fades) to c / d - ab (where d >= FLOOR: the
-  d-weighted mean hint colour itself), by t = min(d / FLOOR, 1): (1 - t) r + t (c - d ab), over max(d, FLOOR).
+  d-weighted mean hint colour itself), by t = min(d / FLOOR, 1): (1 - t) r + t (c - d ab), over max(d, FLOOR); where
+  colours compete, the shift towards the owning group moves alike from its mean residual to its mean colour.
   Levin et al. spread the colour itself; the fading residual keeps a few dots from painting beyond their object.
-  Hints at 10 points on training photos: 25.31 -> 26.09 dB, the bleed out of traced objects unchanged.
+  Hints at 10 points on training photos: 25.31 -> 26.11 dB, the bleed out of traced objects unchanged.
 
 The constants were chosen on training photos (tools/tune_hint_spread.py, docs/default-model/README.md): a longer
 reach, a lower floor score higher on photos hinted all over from the truth, but carry a few dots' colour out of
@@ -243,7 +245,8 @@ def spread_frame(ab: np.ndarray, L: np.ndarray, hint_ab: np.ndarray, mask: np.nd
     some True) -> what to add to ab (2, h, w), the hints' residuals (2, h, w; zero off the mask) and the spread hint
     weight d (h, w; None unless ``floor`` or ``weight``). spread_hints adds the fill where d < FLOOR. ``owned``:
     where the hints own a pixel (d >= floor) it takes their colour, not its own ab plus their residual (the module
-    docstring); False spreads the residual everywhere (the spreading before 2026-12-07)."""
+    docstring); False, or no ``floor`` (no plateau, so nothing is owned), spreads the residual everywhere (the
+    spreading before 2026-12-07)."""
     residual = np.where(mask[None], hint_ab - around_hints(ab, mask), 0.0).astype(np.float32)
     inside = None if reach_between is None else between_hints(mask)
     channels = [residual]
@@ -253,18 +256,22 @@ def spread_frame(ab: np.ndarray, L: np.ndarray, hint_ab: np.ndarray, mask: np.nd
     labels, groups = colour_groups(hint_ab, mask) if sharpen and sharpen != 1 else (None, 1)
     if groups > 1:  # each colour group's own weight d_k
         channels.append(np.stack([labels == k for k in range(groups)]).astype(np.float32))
-    owned = owned and weighted
+    owned = owned and floor is not None  # a hint owns the pixels of its full-colour plateau (d >= floor)
+    colours = np.where(mask[None], hint_ab, 0.0).astype(np.float32) if owned else None
     if owned:  # the hints' own colour, spread alike: the d-weighted mean hint colour is colour / d
-        channels.append(np.where(mask[None], hint_ab, 0.0).astype(np.float32))
+        channels.append(colours)
     spread = spread_residual(L, np.concatenate(channels), mask, sigma, reach, STRENGTH, inside, reach_between or reach)
     mean = spread[:2]
     if owned:  # from the residual where the hints' pull fades to their colour where they own the pixel
         colour, spread = spread[-2:], spread[:-2]
-        t = np.minimum(spread[2:3] / np.float32(floor or FLOOR), np.float32(1.0))
+        t = np.minimum(spread[2:3] / np.float32(floor), np.float32(1.0))
         mean = (1 - t) * mean + t * (colour - spread[2:3] * ab)
     if groups > 1:
         d = spread[2] if weighted else spread[-groups:].sum(axis=0)
-        mean = mean + np.maximum(d, np.float32(1e-12)) * _ownership(spread[-groups:], residual, labels, sharpen)
+        shift = _ownership(spread[-groups:], residual, labels, sharpen)
+        if owned:  # towards the owning group's colour (not its residual) where the hints own the pixel
+            shift = (1 - t) * shift + t * _ownership(spread[-groups:], colours, labels, sharpen)
+        mean = mean + np.maximum(d, np.float32(1e-12)) * shift
     added = mean if floor is None else mean / np.maximum(spread[2:3], np.float32(floor))
     return added, residual, spread[2] if weighted else None
 
@@ -280,11 +287,12 @@ def spread_hints(ab: np.ndarray, L: np.ndarray, hints: np.ndarray | None, sigma:
                  floor: float | None = FLOOR, fill: bool = True, sharpen: float | None = SHARPEN,
                  owned: bool = True) -> np.ndarray:
     """Network ab (N, 2, h, w) + its input L (N, 1, h, w) in [0, 100] + hints (N, 3, h, w) [a, b, mask] in Lab
-    units -> ab with each frame's hint residuals spread edge-aware. Frames without hints are returned unchanged
-    (the same array when no frame has any). ``reach_between=None`` turns off the joining up between hints,
-    ``floor=None`` the full-colour plateau around them, ``fill=False`` the feature-space fill beyond the hints'
-    reach, ``sharpen=None`` the competition between hint colours and ``owned=False`` the hints' own colour where they own a
-    pixel (the residual is spread everywhere) (the module docstring says what they are)."""
+    units -> ab with each frame's hints spread edge-aware (their colour where they own a pixel, their residual
+    beyond). Frames without hints are returned unchanged (the same array when no frame has any).
+    ``reach_between=None`` turns off the joining up between hints, ``floor=None`` the full-colour plateau around them
+    (and with it the hints' own colour), ``fill=False`` the feature-space fill beyond the hints' reach,
+    ``sharpen=None`` the competition between hint colours and ``owned=False`` the hints' own colour where they own a
+    pixel (the residual is spread everywhere); the module docstring says what they are."""
     if sharpen is not None and sharpen <= 0:
         raise ValueError(f"sharpen must be positive (1: the plain mean), got {sharpen}")
     if hints is None or not np.any(hints[:, 2] > 0):
