@@ -2,9 +2,9 @@
 """What colour hints cost: the hint picture's photo (tools/hint_demo.py) through ``Colorizer.colorize`` without and
 with its three dots, and the spreading alone (runtime/image/hint_spread.py) in its default form, spreading the
 residual only (not the hints' own colour), without the competition between hint colours, without these and the
-feature-space fill (runtime/image/hint_features.py; the cost before them), and in the plain form of the first version (no joining up between hints, no full-colour plateau);
-then the default and the form before with a painted area (a quarter of the photo, as a brush stroke would give)
-instead of dots. Median of --repeat runs after one
+feature-space fill (runtime/image/hint_features.py; the cost before them), and in the plain form of the first
+version (no joining up between hints, no full-colour plateau); then the default and the form before with a painted
+area (a quarter of the photo, as a brush stroke would give) instead of dots. Median of --repeat runs after one
 warm-up; record the numbers in docs/benchmarks.md with the machine.
 
     python tools/benchmark_hints.py [--model MODEL] [--backend onnxruntime] [--repeat 7]

@@ -246,7 +246,7 @@ def spread_frame(ab: np.ndarray, L: np.ndarray, hint_ab: np.ndarray, mask: np.nd
     weight d (h, w; None unless ``floor`` or ``weight``). spread_hints adds the fill where d < FLOOR. ``owned``:
     where the hints own a pixel (d >= floor) it takes their colour, not its own ab plus their residual (the module
     docstring); False, or no ``floor`` (no plateau, so nothing is owned), spreads the residual everywhere (the
-    spreading before 2026-12-07)."""
+    spreading before the fifth session of 2026-12-06)."""
     residual = np.where(mask[None], hint_ab - around_hints(ab, mask), 0.0).astype(np.float32)
     inside = None if reach_between is None else between_hints(mask)
     channels = [residual]
