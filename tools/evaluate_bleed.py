@@ -19,7 +19,7 @@ A band of ``margin`` pixels around each outline and the ``ignore`` regions are l
 slack, a handle with a hole). Four spreadings are scored on the same automatic answer: before (sigma_L 4, the plain
 mean of competing hint colours, no fill, the residual spread everywhere: the spreading before 2026-12-06), the
 runtime's default without the feature-space fill, the runtime's default spreading only the residual (before
-2026-12-06, fifth session), and now (the runtime's default: its sigma_L, competing colours, the fill of
+the hints' own colour), and now (the runtime's default: its sigma_L, competing colours, the fill of
 runtime/image/hint_features.py and the hints' own colour where they own a pixel).
 """
 from __future__ import annotations

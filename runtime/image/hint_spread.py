@@ -256,7 +256,7 @@ def spread_frame(ab: np.ndarray, L: np.ndarray, hint_ab: np.ndarray, mask: np.nd
     labels, groups = colour_groups(hint_ab, mask) if sharpen and sharpen != 1 else (None, 1)
     if groups > 1:  # each colour group's own weight d_k
         channels.append(np.stack([labels == k for k in range(groups)]).astype(np.float32))
-    owned = owned and floor is not None  # a hint owns the pixels of its full-colour plateau (d >= floor)
+    owned = owned and bool(floor)  # a hint owns the pixels of its full-colour plateau (d >= floor)
     colours = np.where(mask[None], hint_ab, 0.0).astype(np.float32) if owned else None
     if owned:  # the hints' own colour, spread alike: the d-weighted mean hint colour is colour / d
         channels.append(colours)
