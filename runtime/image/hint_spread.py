@@ -226,15 +226,21 @@ def colour_groups(hint_ab: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, in
     return labels, len(seeds)
 
 
-def _ownership(weights: np.ndarray, residual: np.ndarray, labels: np.ndarray, sharpen: float) -> np.ndarray:
-    """The shift (2, h, w) from the mean residual towards the owning groups': sum_k (share_k^sharpen normalised -
-    share_k) * mean residual of group k, for the spread group weights (K, h, w)."""
+def _ownership(weights: np.ndarray, sharpen: float) -> np.ndarray:
+    """How far each group's say moves from the mean towards the owning groups' (K, h, w): share_k^sharpen
+    normalised - share_k, for the spread group weights (K, h, w). Times each group's mean residual (or colour)
+    and summed over k, it is the shift from the mean towards the owning groups' (``_shift``)."""
     d = np.maximum(weights, 0) + np.float32(1e-12)
     share = d / d.sum(axis=0, keepdims=True)
     owned = (d / d.max(axis=0, keepdims=True)) ** np.float32(sharpen)  # scaled first: no underflow to 0 / 0
     owned /= owned.sum(axis=0, keepdims=True)
-    means = np.stack([residual[:, labels == k].mean(axis=1) for k in range(len(weights))])  # (K, 2)
-    return np.einsum("khw,kc->chw", owned - share, means).astype(np.float32)
+    return owned - share
+
+
+def _shift(ownership: np.ndarray, values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """sum_k ownership_k (K, h, w) * the mean of values (2, h, w) over group k's hinted pixels -> (2, h, w)."""
+    means = np.stack([values[:, labels == k].mean(axis=1) for k in range(len(ownership))])  # (K, 2)
+    return np.einsum("khw,kc->chw", ownership, means).astype(np.float32)
 
 
 def spread_frame(ab: np.ndarray, L: np.ndarray, hint_ab: np.ndarray, mask: np.ndarray, sigma: float = SIGMA_L,
@@ -257,8 +263,8 @@ def spread_frame(ab: np.ndarray, L: np.ndarray, hint_ab: np.ndarray, mask: np.nd
     if groups > 1:  # each colour group's own weight d_k
         channels.append(np.stack([labels == k for k in range(groups)]).astype(np.float32))
     owned = owned and bool(floor)  # a hint owns the pixels of its full-colour plateau (d >= floor)
-    colours = np.where(mask[None], hint_ab, 0.0).astype(np.float32) if owned else None
     if owned:  # the hints' own colour, spread alike: the d-weighted mean hint colour is colour / d
+        colours = np.where(mask[None], hint_ab, 0.0).astype(np.float32)
         channels.append(colours)
     spread = spread_residual(L, np.concatenate(channels), mask, sigma, reach, STRENGTH, inside, reach_between or reach)
     mean = spread[:2]
@@ -268,9 +274,10 @@ def spread_frame(ab: np.ndarray, L: np.ndarray, hint_ab: np.ndarray, mask: np.nd
         mean = (1 - t) * mean + t * (colour - spread[2:3] * ab)
     if groups > 1:
         d = spread[2] if weighted else spread[-groups:].sum(axis=0)
-        shift = _ownership(spread[-groups:], residual, labels, sharpen)
+        ownership = _ownership(spread[-groups:], sharpen)
+        shift = _shift(ownership, residual, labels)
         if owned:  # towards the owning group's colour (not its residual) where the hints own the pixel
-            shift = (1 - t) * shift + t * _ownership(spread[-groups:], colours, labels, sharpen)
+            shift = (1 - t) * shift + t * _shift(ownership, colours, labels)
         mean = mean + np.maximum(d, np.float32(1e-12)) * shift
     added = mean if floor is None else mean / np.maximum(spread[2:3], np.float32(floor))
     return added, residual, spread[2] if weighted else None
