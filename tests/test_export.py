@@ -29,7 +29,8 @@ def torch_model(tiny_checkpoint):
 
 
 def test_bundle_files_and_metadata(paths, tiny_checkpoint):
-    for p in paths.values():
+    assert not paths["onnx_scene"].exists()  # a plain U-Net encoder has no scene graph
+    for p in [p for k, p in paths.items() if k != "onnx_scene"]:
         assert p.is_file() and p.stat().st_size > 0
     bundle = json.loads(paths["json"].read_text())
     spec = ModelSpec.from_json((tiny_checkpoint / "spec.json").read_text())
@@ -41,7 +42,7 @@ def test_bundle_files_and_metadata(paths, tiny_checkpoint):
         assert ModelSpec.from_json(meta["colorize_gan.spec"]) == spec
         assert 17 <= next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) <= 20
     # resolve() finds the same files from any member of the bundle
-    for member in paths.values():
+    for member in [p for k, p in paths.items() if k != "onnx_scene"]:
         files = resolve(str(member))
         assert files.spec == spec and files.onnx == str(paths["onnx"]) and files.weights == str(paths["weights"])
 
@@ -95,9 +96,10 @@ def test_export_cli_reports_parity_and_rejects_bad_paths(tiny_checkpoint, tmp_pa
 
 
 def test_bundle_is_self_contained(paths):
-    """No external-data side files: a bundle is exactly its four files (and fits the repo budget)."""
+    """No external-data side files: a bundle is exactly its four files (and fits the repo budget; a U-Net has no
+    scene graph)."""
     folder = paths["json"].parent
-    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in paths.values())
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for k, p in paths.items() if k != "onnx_scene")
 
 
 def test_ab_gain_scales_the_served_ab_in_every_graph(tiny_checkpoint, paths, tmp_path):
@@ -139,3 +141,41 @@ def test_calibration_interpolates_the_gain_that_reaches_the_target():
     assert mod.pick_gain(temps, 0.8, reverse=True) == (0.4, True)
     assert mod.pick_gain(temps, 0.4, reverse=True) == (1.0, True)
     assert mod.pick_gain(temps, 0.95, reverse=True) == (0.3, False)
+
+
+def test_a_pretrained_encoder_gets_a_scene_graph_that_matches_torch(hint_bundle, hint_checkpoint, tmp_path):
+    """The scene graph (L -> the encoder's pooled features): written, recorded, found by resolve, the same as torch
+    at any valid size, and run by the runtime's scene encoder from the ONNX file or, for a checkpoint, from torch."""
+    from runtime.backends.scene import scene_encoder
+    from runtime.model.generator import LabScene
+    from trainer.export_onnx import load_checkpoint
+
+    p = bundle_paths(bundle_stem(hint_bundle))
+    bundle = json.loads(p["json"].read_text())
+    assert bundle["provenance"]["sha256"]["onnx_scene"] and bundle["provenance"]["parity_scene_relative"] < 1e-3
+    files = resolve(str(p["onnx_scene"]))
+    assert files.onnx_scene == str(p["onnx_scene"]) and files.onnx == str(p["onnx"])
+    module = LabScene(load_checkpoint(hint_checkpoint)[1]).eval()
+    sess = ort.InferenceSession(str(p["onnx_scene"]))
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1, 32, 32), (2, 1, 64, 96)]:
+        L = rng.uniform(0, 100, shape).astype(np.float32)
+        got = sess.run(["scene"], {"L": L})[0]
+        with torch.inference_mode():
+            want = module(torch.from_numpy(L)).numpy()
+        assert got.shape == (shape[0], 1280) and np.abs(got - want).max() <= 1e-3 * np.abs(want).max()
+    L = rng.uniform(0, 100, (1, 1, 64, 96)).astype(np.float32)
+    from_onnx, from_torch = scene_encoder(files)(L), scene_encoder(resolve(str(hint_checkpoint)))(L)
+    assert abs(np.linalg.norm(from_onnx) - 1) < 1e-5 and float(from_onnx @ from_torch) > 0.9999
+    # a bundle without one (exported before scene graphs) gets it from its weights, the rest untouched
+    from trainer.export_onnx import add_scene_graph
+
+    for key in ("json", "onnx", "onnx_fp16", "weights"):
+        (tmp_path / p[key].name).write_bytes(p[key].read_bytes())
+    copy = tmp_path / p["json"].name
+    assert resolve(str(copy)).onnx_scene is None and scene_encoder(resolve(str(copy))) is None
+    before = {k: (tmp_path / p[k].name).read_bytes() for k in ("onnx", "onnx_fp16", "weights")}
+    assert add_scene_graph(copy, render_size=64) < 1e-3
+    added = resolve(str(copy))
+    assert float(scene_encoder(added)(L) @ from_onnx) > 0.9999
+    assert before == {k: (tmp_path / p[k].name).read_bytes() for k in ("onnx", "onnx_fp16", "weights")}

@@ -67,6 +67,42 @@ def test_a_moved_reference_still_colours_and_a_grey_one_changes_nothing(colorize
     assert np.array_equal(np.asarray(colorizer.colorize(grey, reference=grey_ref)), auto)  # bit for bit
 
 
+def test_a_reference_of_another_kind_of_scene_changes_nothing(colorizer, scene):
+    """The scene gate: the picture and the reference are compared as wholes (the encoder's pooled features, the
+    embedded model's scene graph). The moved true photo scores as the same scene and counts fully; the same
+    reference scored as another kind of scene gives the automatic result bit for bit, and one in the ramp half."""
+    import dataclasses
+
+    from runtime.image import reference as refmod
+
+    grey = _grey(scene)
+    auto = np.asarray(colorizer.colorize(grey))
+    moved = Image.fromarray(np.ascontiguousarray(scene[20:170, 30:240][:, ::-1])).resize((250, 178))
+    ref = colorizer.reference(moved)
+    encoder = colorizer.scene_encoder()
+    assert encoder is not None and ref.scene is not None and abs(float(np.linalg.norm(ref.scene)) - 1) < 1e-5
+    from runtime.image import fastcolor
+
+    net_L, _ = colorizer.prepare(fastcolor.src8_to_l(np.asarray(grey)))  # as colorize sees it
+    assert float(encoder(net_L) @ ref.scene) > refmod.SCENE_HIGH
+    with_ref = np.asarray(colorizer.colorize(grey, reference=ref))
+    assert np.abs(with_ref.astype(int) - auto).mean() > 3
+    # a scene vector at right angles to every picture's (all features are >= 0): another kind of scene
+    away = np.full_like(ref.scene, -1.0 / np.sqrt(ref.scene.size))
+    assert np.array_equal(np.asarray(colorizer.colorize(grey, reference=dataclasses.replace(ref, scene=away))), auto)
+    # halfway up the ramp: between the two
+    mid = (refmod.SCENE_LOW + refmod.SCENE_HIGH) / 2
+    unit = encoder(net_L)
+    other = np.zeros_like(unit)
+    other[np.argmin(np.abs(unit))] = 1.0  # a direction the picture hardly has
+    other -= float(other @ unit) * unit
+    other /= np.linalg.norm(other)
+    half = dataclasses.replace(ref, scene=(mid * unit + np.sqrt(1 - mid * mid) * other).astype(np.float32))
+    assert abs(refmod.scene_factor(half, unit) - 0.5) < 0.01
+    out = np.asarray(colorizer.colorize(grey, reference=half)).astype(int)
+    assert 0.2 < np.abs(out - auto).mean() / np.abs(with_ref.astype(int) - auto).mean() < 0.8
+
+
 def test_hints_win_where_they_are(colorizer, scene):
     """With a reference and hints, each hinted network pixel gets exactly its hint's colour (hints are followed after
     the reference), and a hint changes the colour around it from what the reference alone gave."""

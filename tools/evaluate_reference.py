@@ -62,6 +62,8 @@ def run(colorizer, truths: list[np.ndarray], seed: int = 0, timing: bool = False
         rows["auto"].append(score_image(auto, truth))
         net_L, _ = colorizer.prepare(grey_to_l(grey[..., 0]))  # for the gate each reference gets (the same net input)
         auto_ab = colorizer.network(net_L)[0]
+        encoder = colorizer.scene_encoder()
+        scene = None if encoder is None else encoder(net_L)
         for kind, ref_img in refs.items():
             t = time.perf_counter()
             ref = colorizer.reference(ref_img)
@@ -70,7 +72,7 @@ def run(colorizer, truths: list[np.ndarray], seed: int = 0, timing: bool = False
             out = colorizer.colorize_array(grey, reference=ref)
             t_ref.append(time.perf_counter() - t)
             rows[kind].append(score_image(out, truth))
-            gates[kind].append(refmod.reference_hints(ref, net_L[0, 0], auto_ab)[1])
+            gates[kind].append(refmod.reference_hints(ref, net_L[0, 0], auto_ab, scene)[1])
     out: dict = {"photos": n}
     for kind in rows:
         psnr = np.array([s["psnr"] for s in rows[kind]])
@@ -95,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=200)
     ap.add_argument("--split", choices=("validation", "training"), default="validation")
     ap.add_argument("--tune", action="store_true", help="sweep TAU and the gate (use with --split training)")
+    ap.add_argument("--tune-scene", action="store_true",
+                    help="sweep the scene similarity ramp SCENE_LOW-SCENE_HIGH (use with --split training)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -117,9 +121,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tau {tau} gate {low}-{high}: related {r['related']['gain_db']:+.2f} dB, unrelated "
                   f"{r['unrelated']['gain_db']:+.2f} dB (worst {r['unrelated']['worst_gain_db']:+.2f})", flush=True)
         report = {"split": args.split, "sweep": results}
+    elif args.tune_scene:
+        results = []
+        for low, high in ((-2.0, -1.0), (0.15, 0.25), (0.2, 0.3), (0.25, 0.35), (0.2, 0.4), (0.3, 0.45)):
+            refmod.SCENE_LOW, refmod.SCENE_HIGH = low, high  # (-2, -1): every scene counts fully, as without the ramp
+            r = run(c, truths, args.seed)
+            results.append({"scene": [low, high], **r})
+            print(f"scene {low}-{high}: related {r['related']['gain_db']:+.2f} dB (worst {r['related']['worst_gain_db']:+.2f}), "
+                  f"unrelated {r['unrelated']['gain_db']:+.2f} dB (worst {r['unrelated']['worst_gain_db']:+.2f})", flush=True)
+        report = {"split": args.split, "sweep_scene": results}
     else:
         report = {"split": args.split, "constants": {"cell": refmod.CELL, "tau": refmod.TAU,
-                                                     "gate": [refmod.GATE_LOW, refmod.GATE_HIGH]},
+                                                     "gate": [refmod.GATE_LOW, refmod.GATE_HIGH],
+                                                     "scene": [refmod.SCENE_LOW, refmod.SCENE_HIGH],
+                                                     "scene_graph": c.scene_encoder() is not None},
                   **run(c, truths, args.seed, timing=True)}
         print(json.dumps(report, indent=2))
     if args.json:

@@ -1,4 +1,4 @@
-"""Export a trainer checkpoint to a model bundle: JSON + FP32 ONNX + FP16-typed ONNX + safetensors.
+"""Export a trainer checkpoint to a model bundle: JSON + FP32 ONNX + FP16-typed ONNX + safetensors (+ the scene graph).
 
     colorize-gan-export CHECKPOINT_DIR -o OUT_DIR/NAME [--parity-images DIR]
 
@@ -10,6 +10,10 @@ multiples of the size multiple. The spec JSON goes into the ONNX metadata_props
 FP32 inputs/outputs, and keeps the L/ab scaling (and any InstanceNorm) in FP32, as TensorRT's
 strongly typed mode wants (see /work/shared/notes/tensorrt-onnx.md). A parity check runs both
 graphs in ONNX Runtime against torch on real or synthetic images and prints max |delta ab|.
+
+A model with a pretrained encoder also gets ``NAME_scene.onnx`` (FP32): L -> the encoder's features pooled over
+the picture, which the reference matcher compares between a picture and its reference
+(runtime/image/reference.py). ``tools/add_scene_graph.py`` adds it to a bundle exported before it existed.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends.gpu.engine_cache import sha256_file
+from runtime.backends.scene import SCENE_OUTPUT
 from runtime.model.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, bundle_paths, bundle_stem
 from runtime.model.spec import ModelSpec
 
@@ -32,6 +37,7 @@ FP32_TOLERANCE = 0.05  # ab units; float reordering only
 FP16_TOLERANCE = 3.0  # ab units; FP16 weights + compute, well below visible (~2.3 is one JND in Lab)
 MAX_SIDE = 8192
 FLOAT32_BUFFERS = ("distribution.centres", "distribution.log_prior")
+SCENE_TOLERANCE = 1e-3  # relative to the largest feature; float reordering only
 
 
 def load_checkpoint(path: Path):
@@ -93,7 +99,15 @@ def export_graph(model, spec: ModelSpec, path: Path) -> str:
         example = (example[0], torch.zeros((2, 3, 4 * m, 4 * m)))
         dims["hints"] = {0: batch, 2: m * dim_h, 3: m * dim_w}
         inputs.append(spec.hint_name)
-    names = dict(input_names=inputs, output_names=[spec.output_name])
+    axes = {n: {0: "batch", 2: "height", 3: "width"} for n in [*inputs, spec.output_name]}
+    return _export(model, example, path, dims, axes, inputs, [spec.output_name])
+
+
+def _export(model, example: tuple, path: Path, dims: dict, axes: dict, inputs: list[str], outputs: list[str]) -> str:
+    """torch.onnx.export with the dynamo exporter (``dims``), else the legacy one (``axes``); returns which worked."""
+    import torch
+
+    names = dict(input_names=inputs, output_names=outputs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -101,10 +115,86 @@ def export_graph(model, spec: ModelSpec, path: Path) -> str:
                               verbose=False, report=False, external_data=False, **names)
             return "dynamo"
         except Exception as exc:  # the dynamo exporter raises many types; the legacy one is the fallback
-            print(f"colorize-gan-export: dynamo export failed ({type(exc).__name__}); using the legacy exporter", file=sys.stderr)
-        axes = {n: {0: "batch", 2: "height", 3: "width"} for n in [*inputs, spec.output_name]}
+            print(f"colorize-gan-export: dynamo export of {path.name} failed ({type(exc).__name__}); using the legacy "
+                  "exporter", file=sys.stderr)
         torch.onnx.export(model, example, str(path), dynamo=False, opset_version=OPSET, dynamic_axes=axes, **names)
         return "legacy"
+
+
+def export_scene_graph(generator, spec: ModelSpec, path: Path) -> str:
+    """The scene graph (runtime.model.generator.LabScene: L in [0, 100] -> the encoder's pooled features, output
+    ``scene``), FP32 with BatchNorm folded, batch/H/W dynamic as the main graph; returns the exporter used."""
+    import torch
+
+    from runtime.model.generator import LabScene
+
+    m = spec.size_multiple
+    example = (torch.full((2, 1, 4 * m, 4 * m), 50.0),)
+    dims = {"L": {0: torch.export.Dim("batch", min=1, max=256), 2: m * torch.export.Dim("h", min=1, max=MAX_SIDE // m),
+                  3: m * torch.export.Dim("w", min=1, max=MAX_SIDE // m)}}
+    axes = {spec.input_name: {0: "batch", 2: "height", 3: "width"}, SCENE_OUTPUT: {0: "batch"}}
+    return _export(LabScene(_folded(generator)).eval(), example, path, dims, axes, [spec.input_name], [SCENE_OUTPUT])
+
+
+def scene_parity(generator, spec: ModelSpec, path: Path, images: list[np.ndarray], render_size: int) -> float:
+    """max |delta| of the scene graph (ORT CPU) against torch over ``images``, relative to the largest feature."""
+    import onnxruntime as ort
+    import torch
+
+    from runtime.image.color import rgb_to_l
+    from runtime.image.colorizer import prepare_l
+    from runtime.model.generator import LabScene
+
+    module = LabScene(generator).eval()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for rgb in images:
+        net_L, _ = prepare_l(rgb_to_l(rgb), spec.size_multiple, render_size)
+        with torch.inference_mode():
+            ref = module(torch.from_numpy(net_L.copy())).numpy()
+        got = sess.run([SCENE_OUTPUT], {spec.input_name: net_L})[0]
+        worst = max(worst, float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-6)))
+    return worst
+
+
+def write_scene_graph(generator, spec: ModelSpec, path: Path, images: list[np.ndarray], render_size: int) -> tuple[str, float]:
+    """Export, label and check the scene graph of a generator that has one; returns (exporter, parity)."""
+    exporter = export_scene_graph(generator, spec, path)
+    add_metadata(path, spec, {"colorize_gan.precision": "fp32", "colorize_gan.exporter": exporter,
+                              "colorize_gan.graph": "scene"})
+    return exporter, scene_parity(generator, spec, path, images, render_size)
+
+
+def add_scene_graph(bundle_json: Path, parity_images: Path | None = None, render_size: int = 256) -> float:
+    """Give an exported bundle (its .safetensors) the scene graph it lacks, and record it in its JSON; returns the
+    parity. For bundles exported before scene graphs existed (the main graphs are left as they are)."""
+    import torch
+
+    from runtime.backends.torch_cpu import build_lab_colorizer
+    from runtime.model.bundle import read_bundle_json, resolve
+
+    files = resolve(bundle_json)
+    if not files.weights:
+        raise SystemExit(f"colorize-gan-export: {bundle_json}: the bundle has no .safetensors weights to export from")
+    gen = build_lab_colorizer(files).generator
+    from runtime.model.generator import has_scene
+
+    if not has_scene(gen):
+        raise SystemExit(f"colorize-gan-export: {bundle_json}: this model has no scene features (a plain U-Net encoder)")
+    paths = bundle_paths(bundle_stem(bundle_json))
+    exporter, worst = write_scene_graph(gen, files.spec, paths["onnx_scene"], load_parity_images(parity_images), render_size)
+    data = read_bundle_json(paths["json"])
+    prov = data.setdefault("provenance", {})
+    prov.setdefault("exporters", {})["onnx_scene"] = exporter
+    prov["parity_scene_relative"] = worst
+    prov.setdefault("sha256", {})["onnx_scene"] = sha256_file(paths["onnx_scene"])
+    prov["scene_exported"] = f"{_now()} from {paths['weights'].name} (torch {torch.__version__})"
+    paths["json"].write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return worst
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def add_metadata(path: Path, spec: ModelSpec, extra: dict[str, str]) -> None:
@@ -237,18 +327,29 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
 
     images = load_parity_images(parity_images)
     worst = parity(served, spec, {k: paths[k] for k in ("onnx", "onnx_fp16")}, images, render_size)
+    from runtime.model.generator import has_scene
+
+    keys = ["onnx", "onnx_fp16", "weights"]
+    scene = None
+    if has_scene(gen):
+        exporters["onnx_scene"], scene = write_scene_graph(gen, spec, paths["onnx_scene"], images, render_size)
+        keys.append("onnx_scene")
+    elif paths["onnx_scene"].exists():  # a stale scene graph of another model at this stem
+        paths["onnx_scene"].unlink()
     provenance = {
         "checkpoint": str(checkpoint.resolve()),
         "checkpoint_weights": inference_weights(checkpoint).name,
-        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "exported": _now(),
         "torch": torch.__version__,
         "opset": OPSET,
         "exporters": exporters,
         "weights_dtype": weights_dtype,
         "parity_max_abs_ab": worst,
         "parity_images": str(parity_images) if parity_images else "synthetic",
-        "sha256": {k: sha256_file(paths[k]) for k in ("onnx", "onnx_fp16", "weights")},
+        "sha256": {k: sha256_file(paths[k]) for k in keys},
     }
+    if scene is not None:
+        provenance["parity_scene_relative"] = scene
     state_json = checkpoint / "state.json"
     if state_json.is_file():
         try:
@@ -258,7 +359,7 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
             pass  # provenance is informative; a damaged state.json must not block an export
     bundle = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "spec": spec.to_dict(), "provenance": provenance}
     paths["json"].write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return worst
+    return worst if scene is None else {**worst, "scene": scene}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,13 +388,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     worst = export_bundle(args.checkpoint, args.output, args.parity_images, args.weights_dtype, args.render_size, args.ab_gain,
                           args.ab_temperature, args.ab_prior_alpha)
-    print(f"parity (ORT CPU vs torch, max |delta ab|): FP32 {worst['onnx']:.2e}, FP16 {worst['onnx_fp16']:.3f}")
+    print(f"parity (ORT CPU vs torch, max |delta ab|): FP32 {worst['onnx']:.2e}, FP16 {worst['onnx_fp16']:.3f}"
+          + (f"; scene graph {worst['scene']:.1e} (relative)" if "scene" in worst else ""))
     stem = bundle_stem(args.output)
     for p in bundle_paths(stem).values():
-        print(f"  {p}  {p.stat().st_size / 1e6:.1f} MB")
-    if worst["onnx"] > FP32_TOLERANCE or worst["onnx_fp16"] > FP16_TOLERANCE:
-        print(f"colorize-gan-export: parity check failed (tolerances: FP32 {FP32_TOLERANCE}, FP16 {FP16_TOLERANCE} ab units)",
-              file=sys.stderr)
+        if p.is_file():
+            print(f"  {p}  {p.stat().st_size / 1e6:.1f} MB")
+    if worst["onnx"] > FP32_TOLERANCE or worst["onnx_fp16"] > FP16_TOLERANCE or worst.get("scene", 0.0) > SCENE_TOLERANCE:
+        print(f"colorize-gan-export: parity check failed (tolerances: FP32 {FP32_TOLERANCE}, FP16 {FP16_TOLERANCE} ab units, "
+              f"scene graph {SCENE_TOLERANCE} relative)", file=sys.stderr)
         return 1
     return 0
 

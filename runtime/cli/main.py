@@ -160,7 +160,7 @@ def run_info(args: argparse.Namespace) -> int:
     if "error" in model:
         print(f"  {model['error']}")
     else:
-        for key in ("onnx", "onnx_fp16", "weights"):
+        for key in ("onnx", "onnx_fp16", "weights", "onnx_scene"):
             print(f"  {key:10s} {model[key] or '-'}")
         print("  spec: " + ", ".join(f"{k}={v}" for k, v in model["spec"].items()))
         if "provenance" in model:

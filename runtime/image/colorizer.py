@@ -12,6 +12,7 @@ and stabilise ab between frames (docs/CONTRACTS.md).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,8 @@ class Colorizer:
         self.hint_mode = hint_mode
         self.mirror = bool(mirror)
         self.render_size = self._check_render_size(render_size or DEFAULT_RENDER_SIZE)
+        self._scene: Any = None  # the scene encoder, built on first use (scene_encoder)
+        self._scene_lock = threading.Lock()
 
     @classmethod
     def load(cls, model: str | None = None, backend: str = "auto", render_size: int | None = None,
@@ -133,7 +136,7 @@ class Colorizer:
         network = network or self.network
         ab = network(net_L, net_hints if net_hints is not None and self.hint_mode == "network" else None)
         if reference is not None:
-            ab = apply_reference(ab, net_L, reference)
+            ab = apply_reference(ab, net_L, reference, scene=self.scene_encoder())
         if net_hints is None or (self.hint_mode == "network" and reference is None):
             return ab
         # Spread mode, or network mode with a reference: the hints are spread over the result last, so they win.
@@ -155,7 +158,18 @@ class Colorizer:
             from .imageio import read_image
 
             image = read_image(image, max_pixels).image
-        return prepare_reference(image, lambda rgb: self.prepare_src8(rgb, size), network or self.network, size)
+        return prepare_reference(image, lambda rgb: self.prepare_src8(rgb, size), network or self.network, size,
+                                 self.scene_encoder())
+
+    def scene_encoder(self) -> Any:
+        """net L (1, 1, h, w) -> the picture's unit scene vector (runtime.backends.scene), built on first use; None
+        for a model without a scene graph (references are then not compared with pictures as wholes)."""
+        with self._scene_lock:
+            if self._scene is None:
+                from ..backends.scene import scene_encoder
+
+                self._scene = scene_encoder(self.files, self.threads) or False
+            return self._scene or None
 
     def network(self, net_L: np.ndarray, net_hints: np.ndarray | None = None) -> np.ndarray:
         """The backend's answer; with ``mirror`` (the default) the mean of its answers for the picture and for its

@@ -20,16 +20,29 @@ first look at 28 photos, 35-78 % of cells with the reference moved, scaled and m
 matches to 1 at ``GATE_HIGH``, so an unrelated photo changes little. A reference with no colour (mean chroma under
 ``GREY_CHROMA``, the trainer's rule for a greyscale photo) is ignored: the result is the automatic one, bit for bit.
 
+Whether the two show the same kind of scene. Mutual matches compare parts; an unrelated photo whose tones and
+textures happen to match (a kitchen's wooden cabinets and a forest) passes them and washes the whole picture with
+its colour. So the pictures are also compared as wholes: the model's encoder (ImageNet-pretrained) describes each
+by its features pooled over the picture (the scene graph, runtime/backends/scene.py), and the gate is multiplied by
+``scene_factor``: 0 below ``SCENE_LOW`` cosine similarity, 1 above ``SCENE_HIGH``. Measured with the embedded model:
+unrelated photo pairs score 0.04-0.34 (median 0.16), frames of one shot 0.47-0.90, a photo and a crop of it
+0.29-0.86 (median 0.65). A model without a scene graph skips the comparison.
+
 Numpy only; deterministic on one machine (near-ties between two reference cells may break differently on another
 CPU's arithmetic). TAU and the gate were chosen on 40 TRAINING photos (tools/evaluate_reference.py --split
 training --tune; docs/default-model/reference_tuning.json): of 9 settings, the one with the smallest loss on
 unrelated references (-0.06 dB) that keeps +4.35 dB on related ones. A longer TAU or a lower gate gains ~0.2 dB on
-related references and loses 0.2-0.4 dB on unrelated ones.
+related references and loses 0.2-0.4 dB on unrelated ones. The scene ramp was chosen on 100 TRAINING photos the same
+way (--tune-scene; docs/default-model/reference_scene_tuning.json): 0.2-0.3 is the lowest ramp under which no unrelated
+photo lost anything (the worst had lost 5.0 dB), at -0.01 dB on related ones; 0.15-0.25 let one lose 0.07 dB.
 
 What it does not know: matching compares lightness and texture, so the grey photo's tones should follow the
 reference's luminance (a print whose exposure or film response differs much matches less, and the gate then keeps
 it close to automatic); it finds the same *kind* of thing (sky, skin, a wall) rather than the same object, so two
-similar objects of different colour can swap; colour crosses weak edges as hint colours do.
+similar objects of different colour can swap; colour crosses weak edges as hint colours do. The scene ramp was
+chosen with crops of the picture's own colour original as related references; a different photo of the same place
+scores lower than a crop (frames of one shot: from 0.47), and one far from the picture in content or framing (a
+close-up for a wide view) may fall under the ramp and be ignored.
 """
 from __future__ import annotations
 
@@ -47,6 +60,7 @@ MUTUAL_SLACK = 0.15  # a match is mutual if no picture cell is closer to its ref
 CHUNK = 2048  # picture cells matched at a time: the distance block stays ~16 MB however large the render size
 GATE_LOW, GATE_HIGH = 0.25, 0.4  # mutual-match fraction at which a reference starts to count / counts fully
 GREY_CHROMA = 4.0  # mean chroma (Lab units) under which a reference has no colour to give
+SCENE_LOW, SCENE_HIGH = 0.2, 0.3  # scene similarity (cosine) at which a reference starts to count / counts fully
 # Scales of the cell features (lightness, its means over 5x5 and 11x11 cells, texture: std and gradient, automatic a
 # and b): hint_features.SCALES, where the hint fill describes pixels the same way.
 
@@ -59,6 +73,7 @@ class Reference:
     ab: np.ndarray  # (M, 2) float32: the reference's own colour, mean over each cell
     colourless: bool  # no colour to give: ignored
     render_size: int = 0  # the render size it was seen at: pictures must be seen at the same one (features are scale-bound)
+    scene: np.ndarray | None = None  # its unit scene vector (runtime/backends/scene.py); None: not compared
 
 
 def _pool(x: np.ndarray, k: int = CELL) -> np.ndarray:
@@ -98,9 +113,11 @@ def as_rgb8(image: Any) -> np.ndarray:
     return np.ascontiguousarray(a[..., :3])
 
 
-def prepare_reference(image: Any, prepare_src8: Callable, network: Callable, render_size: int = 0) -> Reference:
+def prepare_reference(image: Any, prepare_src8: Callable, network: Callable, render_size: int = 0,
+                      scene: Callable | None = None) -> Reference:
     """A colour reference (PIL image or array, see ``as_rgb8``) -> Reference. ``prepare_src8`` (taking the picture)
-    and ``network`` are the Colorizer's, ``render_size`` the size they see it at (recorded: pictures must use it)."""
+    and ``network`` are the Colorizer's, ``render_size`` the size they see it at (recorded: pictures must use it),
+    ``scene`` its scene encoder (None: the reference's scene is not compared with the pictures')."""
     from PIL import Image
 
     from .color import rgb_to_lab
@@ -115,7 +132,7 @@ def prepare_reference(image: Any, prepare_src8: Callable, network: Callable, ren
     chroma = float(np.hypot(lab[..., 1], lab[..., 2]).mean())
     ab = _pool(true_ab).reshape(2, -1).T
     return Reference(cell_features(net_L[0, 0], auto), np.ascontiguousarray(ab, np.float32), chroma < GREY_CHROMA,
-                     render_size)
+                     render_size, None if scene is None else scene(net_L))
 
 
 def match(ref: Reference, L: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -140,15 +157,25 @@ def match(ref: Reference, L: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray, np
     return j, trusted, mutual, float(mutual.mean()) if len(j) else 0.0
 
 
-def reference_hints(ref: Reference, L: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray | None, float]:
+def scene_factor(ref: Reference, scene: np.ndarray | None) -> float:
+    """How much the picture's scene (its unit scene vector, or None) lets the reference count: 0 below SCENE_LOW
+    cosine similarity, 1 above SCENE_HIGH, linear between; 1 when either side has no scene vector."""
+    if scene is None or ref.scene is None:
+        return 1.0
+    return float(np.clip((float(ref.scene @ scene) - SCENE_LOW) / (SCENE_HIGH - SCENE_LOW), 0.0, 1.0))
+
+
+def reference_hints(ref: Reference, L: np.ndarray, ab: np.ndarray,
+                    scene: np.ndarray | None = None) -> tuple[np.ndarray | None, float]:
     """The reference's colour as hints on the network grid (1, 3, h, w) [a, b, mask] (one hinted pixel at the centre
-    of each trusted cell) and the gate (0..1) to apply them with; (None, 0) when the reference gives nothing (no
-    colour, no trusted cell). The hints come back even where the gate is 0: a caller that smooths the gate over
-    frames (runtime/video) may still apply them."""
+    of each trusted cell) and the gate (0..1) to apply them with: the mutual matches' gate times ``scene_factor``
+    (``scene``: the picture's scene vector). (None, 0) when the reference gives nothing (no colour, no trusted
+    cell). The hints come back even where the gate is 0: a caller that smooths the gate over frames
+    (runtime/video) may still apply them."""
     if ref.colourless or not len(ref.features):
         return None, 0.0
     j, trusted, _, mutual_fraction = match(ref, L, ab)
-    gate = float(np.clip((mutual_fraction - GATE_LOW) / (GATE_HIGH - GATE_LOW), 0.0, 1.0))
+    gate = float(np.clip((mutual_fraction - GATE_LOW) / (GATE_HIGH - GATE_LOW), 0.0, 1.0)) * scene_factor(ref, scene)
     if not trusted.any():
         return None, 0.0
     w = L.shape[1] // CELL
@@ -163,10 +190,12 @@ def reference_hints(ref: Reference, L: np.ndarray, ab: np.ndarray) -> tuple[np.n
 
 
 def apply_reference(ab: np.ndarray, net_L: np.ndarray, ref: Reference | None,
-                    gate_filter: Callable[[float], float] | None = None) -> np.ndarray:
+                    gate_filter: Callable[[float], float] | None = None, scene: Callable | None = None) -> np.ndarray:
     """Network ab (N, 2, h, w) and L (N, 1, h, w) -> ab with the reference's colour spread in (each frame on its
     own); the same array when the reference gives nothing anywhere. ``gate_filter`` (video) maps each frame's gate to
-    the one applied (e.g. smoothed within a shot); it sees the frames where the reference has trusted matches."""
+    the one applied (e.g. smoothed within a shot); it sees the frames where the reference has trusted matches.
+    ``scene``: net L (1, 1, h, w) -> the frame's scene vector, to compare with the reference's (``scene_factor``;
+    None: no comparison). It is asked only for frames where the reference has trusted matches."""
     if ref is None:
         return ab
     out = None
@@ -174,6 +203,8 @@ def apply_reference(ab: np.ndarray, net_L: np.ndarray, ref: Reference | None,
         hints, gate = reference_hints(ref, net_L[i, 0], ab[i])
         if hints is None:  # no colour, no trusted cell: nothing to apply (and nothing for a filter to learn from)
             continue
+        if scene is not None and ref.scene is not None:
+            gate *= scene_factor(ref, scene(net_L[i:i + 1]))
         if gate_filter is not None:
             gate = gate_filter(gate)
         if gate == 0.0:

@@ -35,6 +35,7 @@ class ModelFiles:
     onnx: str | None = None  # FP32 ONNX (ONNX Runtime)
     onnx_fp16: str | None = None  # FP16-typed ONNX (TensorRT)
     weights: str | None = None  # safetensors state dict of the generator (torch backends)
+    onnx_scene: str | None = None  # FP32 ONNX of the scene graph, L -> the encoder's pooled features (reference gate)
 
 
 def checkpoint_weights(folder: Path) -> Path | None:
@@ -47,10 +48,10 @@ class ModelError(ValueError):
 
 
 def bundle_stem(path: str | Path) -> Path:
-    """``x/NAME.json`` / ``.onnx`` / ``_fp16.onnx`` / ``.safetensors`` / ``x/NAME`` -> ``x/NAME``."""
+    """``x/NAME.json`` / ``.onnx`` / ``_fp16.onnx`` / ``_scene.onnx`` / ``.safetensors`` / ``x/NAME`` -> ``x/NAME``."""
     p = Path(path)
     name = p.name
-    for suffix in ("_fp16.onnx", ".onnx", ".json", ".safetensors"):
+    for suffix in ("_fp16.onnx", "_scene.onnx", ".onnx", ".json", ".safetensors"):
         if name.endswith(suffix):
             return p.with_name(name[: -len(suffix)])
     return p
@@ -63,6 +64,7 @@ def bundle_paths(stem: str | Path) -> dict[str, Path]:
         "onnx": stem.with_name(stem.name + ".onnx"),
         "onnx_fp16": stem.with_name(stem.name + "_fp16.onnx"),
         "weights": stem.with_name(stem.name + ".safetensors"),
+        "onnx_scene": stem.with_name(stem.name + "_scene.onnx"),
     }
 
 
@@ -129,6 +131,7 @@ def _from_stem(stem: Path) -> ModelFiles:
         onnx=_existing(paths["onnx"]),
         onnx_fp16=_existing(paths["onnx_fp16"]),
         weights=_existing(paths["weights"]),
+        onnx_scene=_existing(paths["onnx_scene"]),
     )
     if not (files.onnx or files.onnx_fp16 or files.weights):
         raise ModelError(f"{paths['json']}: no model files beside it (.onnx, _fp16.onnx or .safetensors)")
@@ -164,7 +167,7 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
 def describe(files: ModelFiles) -> dict[str, Any]:
     """A JSON-able summary for ``colorize-gan info``."""
     out: dict[str, Any] = {"spec": files.spec.to_dict()}
-    for key in ("onnx", "onnx_fp16", "weights"):
+    for key in ("onnx", "onnx_fp16", "weights", "onnx_scene"):
         out[key] = getattr(files, key)
     stem_json = None
     for key in ("onnx", "onnx_fp16", "weights"):

@@ -124,16 +124,23 @@ class EffNetUNet(nn.Module):
             return y
         return y + self.hint_levels[level](pool_hints(hints, stride))
 
+    def _stem(self, x: torch.Tensor, hints: torch.Tensor | None) -> torch.Tensor:
+        # L in [-1, 1] -> v = L/100 in [0, 1] -> (v*255 - 127)/128, the weights' input scaling.
+        stem = self.encoder.stem((x + 1.0) * (127.5 / 128.0) - (127.0 / 128.0))
+        return stem if self.hint_in is None or hints is None else stem + self.hint_in(hints)
+
+    def scene(self, x: torch.Tensor) -> torch.Tensor:
+        """What the encoder makes of the whole picture (N, 1280): its head pooled over the image, no hints (the
+        classifier's global feature, which the fusion branch also starts from). The reference matcher compares a
+        picture's with a reference's to judge whether they show the same kind of scene (runtime/image/reference.py)."""
+        hints = None if self.hint_in is None else x.new_zeros(x.shape[0], HINT_CHANNELS, x.shape[2], x.shape[3])
+        return self.encoder.features(self._stem(x, hints))[1].mean(dim=(2, 3))
+
     def decoder_features(self, x: torch.Tensor, hints: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The decoder's last level (N, 32, H/2, W/2) and the hints as the network saw them (zeros when none)."""
-        L = x
-        # L in [-1, 1] -> v = L/100 in [0, 1] -> (v*255 - 127)/128, the weights' input scaling.
-        stem = self.encoder.stem((L + 1.0) * (127.5 / 128.0) - (127.0 / 128.0))
-        if self.hint_in is not None:
-            if hints is None:
-                hints = L.new_zeros(L.shape[0], HINT_CHANNELS, L.shape[2], L.shape[3])
-            stem = stem + self.hint_in(hints)
-        skips, head = self.encoder.features(stem)
+        if self.hint_in is not None and hints is None:
+            hints = x.new_zeros(x.shape[0], HINT_CHANNELS, x.shape[2], x.shape[3])
+        skips, head = self.encoder.features(self._stem(x, hints))
         y = skips[-1]
         if self.global_mlp is not None:
             g = self.global_mlp(head.mean(dim=(2, 3)))

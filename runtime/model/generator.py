@@ -158,6 +158,26 @@ class LabColorizer(nn.Module):
         return self.generator(x, hints) * self.ab_out
 
 
+class LabScene(nn.Module):
+    """The scene graph of a model whose encoder has one (``has_scene``): L in [0, 100] (N, 1, H, W) -> what the
+    encoder makes of the whole picture (N, C), ``generator.scene`` (runtime/model/effnet_unet.py)."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        if not has_scene(generator):
+            raise ValueError("this generator has no scene features (they need an efficientnet-lite encoder)")
+        self.generator = generator
+        self.l_scale, self.l_shift = float(generator.spec.l_scale), float(generator.spec.l_shift)
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        return self.generator.scene(L / self.l_scale - self.l_shift)
+
+
+def has_scene(generator: nn.Module) -> bool:
+    """Whether the generator describes whole pictures (the pretrained encoder's pooled features; not the plain U-Net)."""
+    return callable(getattr(generator, "scene", None))
+
+
 def init_weights(module: nn.Module) -> None:
     """pix2pix init: conv/linear weights N(0, 0.02), norm weights N(1, 0.02), biases 0."""
     for m in module.modules():

@@ -28,7 +28,7 @@ import numpy as np
 from ..image import fastcolor
 from .options import VideoError, VideoOptions, VideoResult
 from . import stages
-from .temporal import CutDetector, GateSmoother, TemporalStabilizer
+from .temporal import CutDetector, GateSmoother, ShotScene, TemporalStabilizer
 from ..image.reference import apply_reference
 from .container import (
     _describe,
@@ -115,6 +115,8 @@ def colorize_video(
         # the cut detector, the reference in force, the key frames reached
         cuts, active, used = CutDetector(stabilizer.cut_threshold), base_ref, set()
         gate = GateSmoother()  # the reference's gate, steady within a shot
+        encoder_of_scenes = getattr(colorizer, "scene_encoder", lambda: None)()
+        shot_scene = None if encoder_of_scenes is None else ShotScene(encoder_of_scenes)  # the clip reference's gate
         batch: list[tuple[np.ndarray, Any, Any, int, int | None]] = []
         n_frames = 0
         origin_pts = int(round(origin / tb))
@@ -135,11 +137,15 @@ def colorize_video(
                     if cuts(net_L[0, 0]):
                         active = base_ref
                         gate.reset()
+                        if shot_scene is not None:
+                            shot_scene.reset()
                     if n_frames + i in keyrefs:
                         active = keyrefs[n_frames + i]
                         used.add(n_frames + i)
                         gate.reset()
-                    ab_i = apply_reference(ab[i:i + 1], net_L, active, gate_filter=gate)[0]
+                    # The clip's reference is compared with each shot as a whole; a key frame belongs to its shot.
+                    scene = shot_scene if active is base_ref else None
+                    ab_i = apply_reference(ab[i:i + 1], net_L, active, gate_filter=gate, scene=scene)[0]
                 ab_i = stabilizer.update(net_L[0, 0], ab_i) if opts.stabilize else ab_i
                 if finish_u8 is not None:
                     rgb8 = finish_u8(L_full, ab_i, geom, saturation=opts.saturation)

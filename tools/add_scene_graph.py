@@ -1,0 +1,33 @@
+"""Give an exported bundle the scene graph it lacks (NAME_scene.onnx, from its NAME.safetensors).
+
+    python tools/add_scene_graph.py runtime/model/weights/default.json [--parity-images ../shared/data/photos]
+
+Bundles exported before the reference matcher compared whole pictures have no scene graph; the runtime then skips
+that comparison. This writes it beside the bundle, checks it against torch and records it in NAME.json (sha256,
+parity, exporter); the main graphs and weights are left as they are.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("bundle", type=Path, help="the bundle's .json")
+    ap.add_argument("--parity-images", type=Path, default=None, help="folder of real images for the parity check")
+    ap.add_argument("--render-size", type=int, default=256)
+    args = ap.parse_args(argv)
+    from trainer.export_onnx import SCENE_TOLERANCE, add_scene_graph
+
+    worst = add_scene_graph(args.bundle, args.parity_images, args.render_size)
+    print(f"scene graph parity (ORT CPU vs torch, relative): {worst:.1e}")
+    return 0 if worst <= SCENE_TOLERANCE else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
