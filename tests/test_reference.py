@@ -103,6 +103,47 @@ def test_a_reference_of_another_kind_of_scene_changes_nothing(colorizer, scene):
     assert 0.2 < np.abs(out - auto).mean() / np.abs(with_ref.astype(int) - auto).mean() < 0.8
 
 
+def test_a_damaged_scene_graph_is_the_models_error_and_only_where_it_is_needed(tmp_path, scene, capsys):
+    """A truncated NAME_scene.onnx: one line naming it, exit 2 and nothing written, for stills and films with a
+    reference; runs without a reference (or with key frames only) do not need it and work. A scene graph given as
+    the model is refused in one line."""
+    import shutil
+
+    from runtime.video.cli import main as video_main
+    from video_helpers import write_clip
+
+    from runtime.model.bundle import DEFAULT_STEM, bundle_paths
+
+    for key, p in bundle_paths(DEFAULT_STEM).items():
+        if p.is_file():
+            shutil.copy(p, tmp_path / p.name)
+    broken = tmp_path / bundle_paths(DEFAULT_STEM)["onnx_scene"].name
+    broken.write_bytes(broken.read_bytes()[:5000])
+    model = str(tmp_path / bundle_paths(DEFAULT_STEM)["json"].name)
+    Image.fromarray(scene).save(tmp_path / "ref.png")
+    _grey(scene).save(tmp_path / "old.png")
+    capsys.readouterr()
+    assert main([str(tmp_path / "old.png"), "-o", str(tmp_path / "a.png"), "--model", model, "--quiet"]) == 0
+    assert main([str(tmp_path / "old.png"), "--reference", str(tmp_path / "ref.png"), "-o", str(tmp_path / "b.png"),
+                 "--model", model]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and broken.name in err and "scene graph" in err and not (tmp_path / "b.png").exists()
+    clip = tmp_path / "c.mkv"
+    write_clip(clip, n_frames=4, codec="ffv1", audio=None)
+    common = ["--model", model, "--no-progress", "--codec", "ffv1"]
+    assert video_main(["video", str(clip), "-o", str(tmp_path / "v.mkv"), *common]) == 0
+    assert video_main(["video", str(clip), "-o", str(tmp_path / "k.mkv"), "--keyframe", f"0:{tmp_path / 'ref.png'}",
+                       *common]) == 0
+    capsys.readouterr()
+    assert video_main(["video", str(clip), "-o", str(tmp_path / "r.mkv"), "--reference", str(tmp_path / "ref.png"),
+                       *common]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and broken.name in err and not (tmp_path / "r.mkv").exists()
+    (tmp_path / "x_scene.onnx").write_bytes(b"")
+    assert main([str(tmp_path / "old.png"), "-o", str(tmp_path / "c.png"), "--model", str(tmp_path / "x_scene.onnx")]) == 2
+    assert "a scene graph, not a model" in capsys.readouterr().err
+
+
 def test_hints_win_where_they_are(colorizer, scene):
     """With a reference and hints, each hinted network pixel gets exactly its hint's colour (hints are followed after
     the reference), and a hint changes the colour around it from what the reference alone gave."""

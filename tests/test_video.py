@@ -350,19 +350,24 @@ def test_serial_runs_in_order_and_raises_a_failure_at_the_next_call():
 
 # -- key frames and references (issue 19) ---------------------------------------------------------------------
 
-def _two_shot_clip(path, colour_frame0):
-    """Shot A (frames 0-7): the grey of a red-and-blue scene, drifting; shot B (8-15): a dark, different pattern.
-    FFV1, lossless, so two runs can be compared frame by frame."""
+def _two_shot_clip(path, colour_frame0, second=None):
+    """Shot A (frames 0-7): the grey of a red-and-blue scene, drifting; shot B (8-15): a dark, different pattern,
+    or the grey of ``second`` (a colour picture of the same size). FFV1, lossless, so two runs can be compared frame by
+    frame."""
     from runtime.image.color import lab_to_rgb, rgb_to_lab
 
-    L = rgb_to_lab(colour_frame0.astype(np.float32) / 255)[..., 0]
-    grey = (lab_to_rgb(np.stack([L, 0 * L, 0 * L], -1), clip=True)[..., 0] * 255 + 0.5).astype(np.uint8)
+    def grey_of(rgb):
+        L = rgb_to_lab(rgb.astype(np.float32) / 255)[..., 0]
+        return (lab_to_rgb(np.stack([L, 0 * L, 0 * L], -1), clip=True)[..., 0] * 255 + 0.5).astype(np.uint8)
+
+    grey = grey_of(colour_frame0)
+    grey_b = None if second is None else grey_of(second)
     h, w = grey.shape
     with av.open(str(path), "w") as out:
         vs = out.add_stream("ffv1", rate=12)
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv444p"
         for i in range(16):
-            g = np.roll(grey, i, axis=1) if i < 8 else (grey_pattern(i, w, h)[..., 0] // 3)
+            g = np.roll(grey, i, axis=1) if i < 8 else (grey_pattern(i, w, h)[..., 0] // 3) if grey_b is None else grey_b
             f = av.VideoFrame.from_ndarray(np.repeat(g[..., None], 3, axis=2), format="rgb24")
             f.pts, f.time_base = i, Fraction(1, 12)
             out.mux(vs.encode(f))
@@ -399,6 +404,49 @@ def test_a_key_frame_colours_its_shot_and_stops_at_the_cut(tmp_path, capsys):
             abs(rgb_to_lab(auto[i][:, 8:40].astype(np.float32) / 255)[..., 1].mean() - a)
     for i in range(8, 16):  # shot B: after the cut, exactly the automatic colour
         assert np.array_equal(keyed[i], auto[i]), i
+
+
+def test_a_clip_reference_is_compared_with_each_shot_and_key_frames_are_not(tmp_path):
+    """The scene gate in films: the clip's --reference is compared with each shot as a whole, once a shot (the
+    encoder runs for the reference and for the first frame of each shot it matches), and a shot that reads as another
+    kind of scene stays automatic; key frames belong to their shot and are never compared."""
+    from PIL import Image
+
+    from runtime import Colorizer
+
+    rng = np.random.default_rng(0)
+    scene = np.zeros((64, 96, 3), np.float32)
+    scene[:, :48] = (190, 50, 50)
+    scene[:, 48:] = (60, 90, 190)
+    scene = np.clip(scene + rng.normal(0, 4, scene.shape), 0, 255).astype(np.uint8)
+    second = scene.copy()
+    second[:32] = 245  # shot B: the same red and blue under a white band (a cut: the histogram jumps)
+    clip, ref = tmp_path / "clip.mkv", Image.fromarray(scene)
+    _two_shot_clip(clip, scene, second)
+    opts = dict(codec="ffv1", pix_fmt="yuv444p", **QUIET)
+    with Colorizer.load(None, backend="onnxruntime") as c:
+        real, calls = c.scene_encoder(), []
+        assert real is not None
+        colorize_video(c, clip, tmp_path / "auto.mkv", VideoOptions(**opts))
+
+        def encoder(net_L, away=False):
+            calls.append(net_L.shape)
+            v = real(net_L)
+            return v if not away or len(calls) == 1 else np.full_like(v, -1 / np.sqrt(v.size))  # frames: elsewhere
+
+        c.scene_encoder = lambda: encoder
+        colorize_video(c, clip, tmp_path / "ref.mkv", VideoOptions(reference=ref, **opts))
+        assert len(calls) == 3  # the reference, then once a shot (not once a frame): shots A and B both match it
+        auto, with_ref = _decoded(tmp_path / "auto.mkv"), _decoded(tmp_path / "ref.mkv")
+        assert any(not np.array_equal(a, b) for a, b in zip(auto[:8], with_ref[:8]))  # shot A took its colour
+        calls.clear()
+        c.scene_encoder = lambda: lambda net_L: encoder(net_L, away=True)
+        colorize_video(c, clip, tmp_path / "away.mkv", VideoOptions(reference=ref, **opts))
+        assert all(np.array_equal(a, b) for a, b in zip(auto, _decoded(tmp_path / "away.mkv")))
+        calls.clear()
+        colorize_video(c, clip, tmp_path / "key.mkv", VideoOptions(keyframes={0: ref}, **opts))
+        assert calls == []  # key frames: never compared
+        assert not np.array_equal(_decoded(tmp_path / "key.mkv")[3], auto[3])
 
 
 def test_export_frame_and_keyframe_arguments(tmp_path, capsys):

@@ -88,14 +88,30 @@ def run(colorizer, truths: list[np.ndarray], seed: int = 0, timing: bool = False
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def photo_arguments(ap: argparse.ArgumentParser, count: int, split: str) -> None:
+    """The photo set's options: --model, --data, --val-count, --seed, --count, --split (see ``photo_set``)."""
     ap.add_argument("--model", default=None)
     ap.add_argument("--data", nargs="+", required=True)
     ap.add_argument("--val-count", type=int, nargs="+", required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--count", type=int, default=200)
-    ap.add_argument("--split", choices=("validation", "training"), default="validation")
+    ap.add_argument("--count", type=int, default=count)
+    ap.add_argument("--split", choices=("validation", "training"), default=split)
+
+
+def photo_set(args: argparse.Namespace) -> list[np.ndarray]:
+    """``--count`` colour photos (float RGB) evenly spaced over the run's split, greyscale ones left out."""
+    from trainer.evaluate import load_colour
+    from trainer.files import split_folders
+
+    train, val = split_folders(args.data, args.val_count, None, args.seed)
+    pool = val if args.split == "validation" else train
+    step = max(1, len(pool) // args.count)
+    return [t for t in (load_colour(p) for p in pool[::step]) if t is not None][: args.count]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    photo_arguments(ap, 200, "validation")
     ap.add_argument("--tune", action="store_true", help="sweep TAU and the gate (use with --split training)")
     ap.add_argument("--tune-scene", action="store_true",
                     help="sweep the scene similarity ramp SCENE_LOW-SCENE_HIGH (use with --split training)")
@@ -104,13 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from runtime import Colorizer
     from runtime.image import reference as refmod
-    from trainer.evaluate import load_colour
-    from trainer.files import split_folders
 
-    train, val = split_folders(args.data, args.val_count, None, args.seed)
-    pool = val if args.split == "validation" else train
-    step = max(1, len(pool) // args.count)
-    truths = [t for t in (load_colour(p) for p in pool[::step]) if t is not None][: args.count]
+    truths = photo_set(args)
     c = Colorizer.load(args.model, backend="onnxruntime")
     if args.tune:
         results = []

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import one_line
+from ..model.bundle import ModelError
 from .base import ModelFiles, available_cores
 
 SCENE_SIDE = 256  # the long side a picture is brought down to (a multiple of 32) before the encoder sees it
@@ -73,7 +74,8 @@ def _torch_runner(files: ModelFiles) -> Callable[[np.ndarray], np.ndarray] | Non
 
 def scene_encoder(files: ModelFiles, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
     """A function network L (1, 1, h, w) -> the picture's unit scene vector (C,), or None when the model has no scene
-    graph. A scene graph that cannot be loaded raises RuntimeError with a one-line reason."""
+    graph. A scene graph that cannot be loaded raises ModelError, one line naming the file: a damaged model is an
+    error, as a damaged main graph is (a missing one is not: bundles exported before scene graphs have none)."""
     try:
         if files.onnx_scene:
             run = _onnx_runner(files.onnx_scene, files.spec, threads)
@@ -86,5 +88,5 @@ def scene_encoder(files: ModelFiles, threads: int | None = None) -> Callable[[np
     except ImportError:
         return None  # neither runtime installed for it: no comparison, as for a model without a scene graph
     except Exception as exc:  # ORT's and torch's own exception types for a damaged file
-        raise RuntimeError(f"cannot load the scene graph of {files.onnx_scene or files.weights}: {one_line(exc)}") from None
+        raise ModelError(f"{files.onnx_scene or files.weights}: cannot load the scene graph ({one_line(exc)})") from None
     return lambda net_L: _unit(run(scene_input(net_L, files.spec.size_multiple)))

@@ -219,6 +219,8 @@ def run_images(args: argparse.Namespace) -> int:
         if any(not (args.skip_existing and j.output.exists()) for j in runnable):
             try:
                 colorizer = _load_colorizer(args)
+                if args.reference or any(j.reference is not None for j in runnable):
+                    colorizer.scene_encoder()  # a damaged scene graph is the model's fault, told before any input
             except Exception as exc:  # ModelError, BackendUnavailable, ValueError: all one line
                 return _fail(one_line(exc, None))
             if not args.quiet or args.json:

@@ -79,7 +79,7 @@ class Colorizer:
         self.hint_mode = hint_mode
         self.mirror = bool(mirror)
         self.render_size = self._check_render_size(render_size or DEFAULT_RENDER_SIZE)
-        self._scene: Any = None  # the scene encoder, built on first use (scene_encoder)
+        self._scene: Any = None  # the scene encoder (False: none; an exception: it failed), built on first use
         self._scene_lock = threading.Lock()
 
     @classmethod
@@ -143,11 +143,12 @@ class Colorizer:
         return spread_hints(ab, net_L, net_hints)
 
     def reference(self, image: Any, network: Any = None, render_size: int | None = None,
-                  max_pixels: int | None = 150_000_000) -> Reference:
+                  max_pixels: int | None = 150_000_000, compare_scene: bool = True) -> Reference:
         """A colour reference (a PIL image, an array or a path) prepared for :meth:`colorize`'s ``reference`` at
         ``render_size`` (default the Colorizer's; pictures must use the same): prepare it once and pass it for every
         picture it belongs to (a film's frames, a folder). A bad file raises runtime.image.imageio.ImageError, a bad
-        array or a prepared reference of another render size ValueError; each message is one line."""
+        array or a prepared reference of another render size ValueError; each message is one line. ``compare_scene``
+        False: the reference is not compared with pictures as wholes (a film's key frame, which belongs to its shot)."""
         size = self._render_size(render_size)
         if isinstance(image, Reference):
             if image.render_size and image.render_size != size:
@@ -159,16 +160,22 @@ class Colorizer:
 
             image = read_image(image, max_pixels).image
         return prepare_reference(image, lambda rgb: self.prepare_src8(rgb, size), network or self.network, size,
-                                 self.scene_encoder())
+                                 self.scene_encoder() if compare_scene else None)
 
     def scene_encoder(self) -> Any:
         """net L (1, 1, h, w) -> the picture's unit scene vector (runtime.backends.scene), built on first use; None
-        for a model without a scene graph (references are then not compared with pictures as wholes)."""
+        for a model without a scene graph (references are then not compared with pictures as wholes). A damaged one
+        raises runtime.model.bundle.ModelError, each time it is asked for (it is not loaded again)."""
         with self._scene_lock:
             if self._scene is None:
                 from ..backends.scene import scene_encoder
 
-                self._scene = scene_encoder(self.files, self.threads) or False
+                try:
+                    self._scene = scene_encoder(self.files, self.threads) or False
+                except ValueError as exc:  # ModelError
+                    self._scene = exc
+            if isinstance(self._scene, Exception):
+                raise self._scene
             return self._scene or None
 
     def network(self, net_L: np.ndarray, net_hints: np.ndarray | None = None) -> np.ndarray:

@@ -26,7 +26,8 @@ its colour. So the pictures are also compared as wholes: the model's encoder (Im
 by its features pooled over the picture (the scene graph, runtime/backends/scene.py), and the gate is multiplied by
 ``scene_factor``: 0 below ``SCENE_LOW`` cosine similarity, 1 above ``SCENE_HIGH``. Measured with the embedded model:
 unrelated photo pairs score 0.04-0.34 (median 0.16), frames of one shot 0.47-0.90, a photo and a crop of it
-0.29-0.86 (median 0.65). A model without a scene graph skips the comparison.
+0.29-0.86 (median 0.65) (tools/scene_similarity.py; docs/default-model/reference_scene_similarity.json). A model
+without a scene graph skips the comparison.
 
 Numpy only; deterministic on one machine (near-ties between two reference cells may break differently on another
 CPU's arithmetic). TAU and the gate were chosen on 40 TRAINING photos (tools/evaluate_reference.py --split
@@ -34,7 +35,7 @@ training --tune; docs/default-model/reference_tuning.json): of 9 settings, the o
 unrelated references (-0.06 dB) that keeps +4.35 dB on related ones. A longer TAU or a lower gate gains ~0.2 dB on
 related references and loses 0.2-0.4 dB on unrelated ones. The scene ramp was chosen on 100 TRAINING photos the same
 way (--tune-scene; docs/default-model/reference_scene_tuning.json): 0.2-0.3 is the lowest ramp under which no unrelated
-photo lost anything (the worst had lost 5.0 dB), at -0.01 dB on related ones; 0.15-0.25 let one lose 0.07 dB.
+photo lost anything (the worst had lost 5.0 dB), at -0.002 dB on related ones; 0.15-0.25 let one lose 0.07 dB.
 
 What it does not know: matching compares lightness and texture, so the grey photo's tones should follow the
 reference's luminance (a print whose exposure or film response differs much matches less, and the gate then keeps
@@ -132,7 +133,7 @@ def prepare_reference(image: Any, prepare_src8: Callable, network: Callable, ren
     chroma = float(np.hypot(lab[..., 1], lab[..., 2]).mean())
     ab = _pool(true_ab).reshape(2, -1).T
     return Reference(cell_features(net_L[0, 0], auto), np.ascontiguousarray(ab, np.float32), chroma < GREY_CHROMA,
-                     render_size, None if scene is None else scene(net_L))
+                     render_size, None if scene is None or chroma < GREY_CHROMA else scene(net_L))
 
 
 def match(ref: Reference, L: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -203,7 +204,7 @@ def apply_reference(ab: np.ndarray, net_L: np.ndarray, ref: Reference | None,
         hints, gate = reference_hints(ref, net_L[i, 0], ab[i])
         if hints is None:  # no colour, no trusted cell: nothing to apply (and nothing for a filter to learn from)
             continue
-        if scene is not None and ref.scene is not None:
+        if scene is not None and ref.scene is not None and (gate > 0.0 or gate_filter is not None):
             gate *= scene_factor(ref, scene(net_L[i:i + 1]))
         if gate_filter is not None:
             gate = gate_filter(gate)

@@ -116,6 +116,8 @@ def resolve(model: str | Path | None = None) -> ModelFiles:
         raise ModelError(f"{p}: not a model (expected a trainer checkpoint with spec.json + generator.safetensors, or one bundle .json)")
     stem = bundle_stem(p)
     paths = bundle_paths(stem)
+    if p.name.endswith("_scene.onnx") and not paths["json"].is_file():
+        raise ModelError(f"{model}: a scene graph, not a model: pass the bundle's .json or .onnx")
     if not paths["json"].is_file():
         if paths["onnx"].is_file() or p.suffix == ".onnx" and p.is_file():
             return _from_onnx_only(p if p.suffix == ".onnx" else paths["onnx"])
@@ -148,7 +150,8 @@ def _from_onnx_only(path: Path) -> ModelFiles:
     except (TypeError, ValueError) as exc:
         raise ModelError(f"{path}: invalid model spec in ONNX metadata ({exc})") from None
     is_fp16 = path.name.endswith("_fp16.onnx")
-    return ModelFiles(spec=spec, onnx=None if is_fp16 else str(path), onnx_fp16=str(path) if is_fp16 else None)
+    return ModelFiles(spec=spec, onnx=None if is_fp16 else str(path), onnx_fp16=str(path) if is_fp16 else None,
+                      onnx_scene=_existing(bundle_paths(bundle_stem(path))["onnx_scene"]))
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:

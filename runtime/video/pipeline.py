@@ -115,8 +115,8 @@ def colorize_video(
         # the cut detector, the reference in force, the key frames reached
         cuts, active, used = CutDetector(stabilizer.cut_threshold), base_ref, set()
         gate = GateSmoother()  # the reference's gate, steady within a shot
-        encoder_of_scenes = getattr(colorizer, "scene_encoder", lambda: None)()
-        shot_scene = None if encoder_of_scenes is None else ShotScene(encoder_of_scenes)  # the clip reference's gate
+        # The clip's reference is compared with each shot as a whole (its encoder was built when it was prepared).
+        shot_scene = None if base_ref is None or base_ref.scene is None else ShotScene(colorizer.scene_encoder())
         batch: list[tuple[np.ndarray, Any, Any, int, int | None]] = []
         n_frames = 0
         origin_pts = int(round(origin / tb))
@@ -233,13 +233,14 @@ def colorize_video(
 def _prepare_references(colorizer: Any, opts: VideoOptions) -> tuple[dict[int, Any], Any]:
     """The key frames' and the clip's reference, each prepared once (runtime.image.reference); VideoError (one line)
     for one that cannot be read."""
-    def prepare(what: str, image: Any) -> Any:
+    def prepare(what: str, image: Any, **kw: Any) -> Any:
         try:
-            return colorizer.reference(image)
+            return colorizer.reference(image, **kw)
         except Exception as exc:  # ImageError, ValueError, OSError: the user's file, one line
             raise VideoError(f"{what}: {exc}") from None
 
-    keyrefs = {n: prepare(f"--keyframe {n}:{img}", img) for n, img in sorted(opts.keyframes.items())}
+    # A key frame belongs to its shot: it is not compared with the shot as a whole.
+    keyrefs = {n: prepare(f"--keyframe {n}:{img}", img, compare_scene=False) for n, img in sorted(opts.keyframes.items())}
     base = None if opts.reference is None else prepare(f"--reference {opts.reference}", opts.reference)
     return keyrefs, base
 

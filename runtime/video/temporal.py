@@ -148,8 +148,9 @@ class GateSmoother:
 
 
 class ShotScene:
-    """A shot's scene vector for the reference's gate (runtime/image/reference.py, ``scene_factor``): the first frame's
-    after ``reset()`` (a cut), kept for the rest of the shot. A shot holds the same things, so its frames would score
+    """A shot's scene vector for the reference's gate (runtime/image/reference.py, ``scene_factor``): that of the first
+    frame asked about after ``reset()`` (a cut; the first frame where the reference has trusted matches), kept for the
+    rest of the shot. A shot holds the same things, so its frames would score
     alike; the scene encoder then runs once per shot, not once per frame. ``encoder``: net L -> unit vector."""
 
     def __init__(self, encoder):
