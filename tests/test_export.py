@@ -160,13 +160,15 @@ def test_a_pretrained_encoder_gets_a_scene_graph_that_matches_torch(hint_bundle,
     rng = np.random.default_rng(0)
     for shape in [(1, 1, 32, 32), (2, 1, 64, 96)]:
         L = rng.uniform(0, 100, shape).astype(np.float32)
-        got = sess.run(["scene"], {"L": L})[0]
+        got = sess.run(["scene", "parts"], {"L": L})
         with torch.inference_mode():
-            want = module(torch.from_numpy(L)).numpy()
-        assert got.shape == (shape[0], 1280) and np.abs(got - want).max() <= 1e-3 * np.abs(want).max()
+            want = [t.numpy() for t in module(torch.from_numpy(L))]
+        assert got[0].shape == (shape[0], 1280) and got[1].shape == (shape[0], 40, shape[2] // 8, shape[3] // 8)
+        assert all(np.abs(g - w).max() <= 1e-3 * np.abs(w).max() for g, w in zip(got, want))
     L = rng.uniform(0, 100, (1, 1, 64, 96)).astype(np.float32)
     from_onnx, from_torch = scene_encoder(files)(L), scene_encoder(resolve(str(hint_checkpoint)))(L)
-    assert abs(np.linalg.norm(from_onnx) - 1) < 1e-5 and float(from_onnx @ from_torch) > 0.9999
+    assert abs(np.linalg.norm(from_onnx.vector) - 1) < 1e-5 and float(from_onnx.vector @ from_torch.vector) > 0.9999
+    assert from_onnx.parts.shape == (40, 8, 12) and np.abs(from_onnx.parts - from_torch.parts).max() < 1e-3
     # a bundle without one (exported before scene graphs) gets it from its weights, the rest untouched
     from trainer.export_onnx import add_scene_graph
 
@@ -177,5 +179,5 @@ def test_a_pretrained_encoder_gets_a_scene_graph_that_matches_torch(hint_bundle,
     before = {k: (tmp_path / p[k].name).read_bytes() for k in ("onnx", "onnx_fp16", "weights")}
     assert add_scene_graph(copy, render_size=64) < 1e-3
     added = resolve(str(copy))
-    assert float(scene_encoder(added)(L) @ from_onnx) > 0.9999
+    assert float(scene_encoder(added)(L).vector @ from_onnx.vector) > 0.9999
     assert before == {k: (tmp_path / p[k].name).read_bytes() for k in ("onnx", "onnx_fp16", "weights")}

@@ -84,7 +84,7 @@ def test_a_reference_of_another_kind_of_scene_changes_nothing(colorizer, scene):
     from runtime.image import fastcolor
 
     net_L, _ = colorizer.prepare(fastcolor.src8_to_l(np.asarray(grey)))  # as colorize sees it
-    assert float(encoder(net_L) @ ref.scene) > refmod.SCENE_HIGH
+    assert float(encoder(net_L).vector @ ref.scene) > refmod.SCENE_HIGH and ref.parts
     with_ref = np.asarray(colorizer.colorize(grey, reference=ref))
     assert np.abs(with_ref.astype(int) - auto).mean() > 3
     # a scene vector at right angles to every picture's (all features are >= 0): another kind of scene
@@ -92,7 +92,7 @@ def test_a_reference_of_another_kind_of_scene_changes_nothing(colorizer, scene):
     assert np.array_equal(np.asarray(colorizer.colorize(grey, reference=dataclasses.replace(ref, scene=away))), auto)
     # halfway up the ramp: between the two
     mid = (refmod.SCENE_LOW + refmod.SCENE_HIGH) / 2
-    unit = encoder(net_L)
+    unit = encoder(net_L).vector
     other = np.zeros_like(unit)
     other[np.argmin(np.abs(unit))] = 1.0  # a direction the picture hardly has
     other -= float(other @ unit) * unit
@@ -104,9 +104,9 @@ def test_a_reference_of_another_kind_of_scene_changes_nothing(colorizer, scene):
 
 
 def test_a_damaged_scene_graph_is_the_models_error_and_only_where_it_is_needed(tmp_path, scene, capsys):
-    """A truncated NAME_scene.onnx: one line naming it, exit 2 and nothing written, for stills and films with a
-    reference; runs without a reference (or with key frames only) do not need it and work. A scene graph given as
-    the model is refused in one line."""
+    """A truncated NAME_scene.onnx: one line naming it, an error exit and nothing written, for stills and films with
+    a reference or key frames (the scene graph describes their parts); runs without one do not need it and work. A
+    scene graph given as the model is refused in one line."""
     import shutil
 
     from runtime.video.cli import main as video_main
@@ -132,13 +132,11 @@ def test_a_damaged_scene_graph_is_the_models_error_and_only_where_it_is_needed(t
     write_clip(clip, n_frames=4, codec="ffv1", audio=None)
     common = ["--model", model, "--no-progress", "--codec", "ffv1"]
     assert video_main(["video", str(clip), "-o", str(tmp_path / "v.mkv"), *common]) == 0
-    assert video_main(["video", str(clip), "-o", str(tmp_path / "k.mkv"), "--keyframe", f"0:{tmp_path / 'ref.png'}",
-                       *common]) == 0
-    capsys.readouterr()
-    assert video_main(["video", str(clip), "-o", str(tmp_path / "r.mkv"), "--reference", str(tmp_path / "ref.png"),
-                       *common]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and broken.name in err and not (tmp_path / "r.mkv").exists()
+    for extra in (["--keyframe", f"0:{tmp_path / 'ref.png'}"], ["--reference", str(tmp_path / "ref.png")]):
+        capsys.readouterr()
+        assert video_main(["video", str(clip), "-o", str(tmp_path / "r.mkv"), *extra, *common]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and broken.name in err and "scene graph" in err and not (tmp_path / "r.mkv").exists()
     (tmp_path / "x_scene.onnx").write_bytes(b"")
     assert main([str(tmp_path / "old.png"), "-o", str(tmp_path / "c.png"), "--model", str(tmp_path / "x_scene.onnx")]) == 2
     assert "a scene graph, not a model" in capsys.readouterr().err
@@ -211,9 +209,12 @@ def test_render_size_arrays_chunks_and_network_hint_mode(colorizer, scene, monke
     assert np.allclose(as_float.ab, prepared.ab, atol=1.0) and np.allclose(as_u16.ab, prepared.ab, atol=1.0)
     net_L, _ = colorizer.prepare(rgb_to_lab(np.asarray(grey.convert("RGB"), np.float32) / 255)[..., 0])
     ab = colorizer.network(net_L)[0]
-    whole = R.match(prepared, net_L[0, 0], ab)
+    view = colorizer.scene_encoder()(net_L)
+    with pytest.raises(ValueError, match="described alike"):  # the reference's cells have the encoder's parts
+        R.match(prepared, net_L[0, 0], ab)
+    whole = R.match(prepared, net_L[0, 0], ab, view.parts)
     monkeypatch.setattr(R, "CHUNK", 100)
-    parts = R.match(prepared, net_L[0, 0], ab)
+    parts = R.match(prepared, net_L[0, 0], ab, view.parts)
     assert np.array_equal(whole[0], parts[0]) and np.array_equal(whole[2], parts[2]) and whole[3] == parts[3]
     with Colorizer.load(None, backend="onnxruntime", hint_mode="network") as net_mode:
         hints = net_mode.hint_input([(40, 20, "#e0c040", 3)], net_mode.prepare(np.zeros(grey.size[::-1], np.float32))[1])
@@ -231,3 +232,14 @@ def test_reference_sidecars_need_their_picture_and_any_case(tmp_path, scene):
     jobs = {j.input.name: j for j in plan([str(tmp_path)], str(tmp_path / "out"))}
     assert set(jobs) == {"IMG_1.JPG", "holiday.ref.jpg"}
     assert jobs["IMG_1.JPG"].reference.name == "IMG_1.ref.JPG" and jobs["holiday.ref.jpg"].reference is None
+
+
+def test_parts_are_brought_to_the_cells_grid_as_torch_would():
+    """upsample2 is bilinear x2 with half-pixel centres (what the matcher's probe used, torch's align_corners=False)."""
+    torch = pytest.importorskip("torch")
+    from runtime.image.reference import upsample2
+
+    x = np.random.default_rng(0).normal(size=(3, 5, 7)).astype(np.float32)
+    want = torch.nn.functional.interpolate(torch.from_numpy(x)[None], scale_factor=2, mode="bilinear",
+                                           align_corners=False)[0].numpy()
+    assert np.allclose(upsample2(x), want, atol=1e-6)

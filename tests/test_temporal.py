@@ -127,18 +127,3 @@ def test_gate_smoother_steadies_a_flicking_gate_within_a_shot_and_restarts_at_cu
         v = change(0.0)
     assert v < 0.1  # a real change comes through within a few frames
 
-
-def test_a_shot_is_described_once_until_the_next_cut():
-    from runtime.video.temporal import ShotScene
-
-    seen = []
-
-    def encoder(net_L):
-        seen.append(float(net_L.mean()))
-        return np.array([float(net_L.mean())], np.float32)
-
-    shot = ShotScene(encoder)
-    frames = [np.full((1, 1, 8, 8), v, np.float32) for v in (10, 20, 30)]
-    assert [float(shot(f)[0]) for f in frames] == [10, 10, 10] and seen == [10]
-    shot.reset()  # a cut: the next frame describes the new shot
-    assert float(shot(frames[2])[0]) == 30 and seen == [10, 30]

@@ -407,12 +407,13 @@ def test_a_key_frame_colours_its_shot_and_stops_at_the_cut(tmp_path, capsys):
 
 
 def test_a_clip_reference_is_compared_with_each_shot_and_key_frames_are_not(tmp_path):
-    """The scene gate in films: the clip's --reference is compared with each shot as a whole, once a shot (the
-    encoder runs for the reference and for the first frame of each shot it matches), and a shot that reads as another
-    kind of scene stays automatic; key frames belong to their shot and are never compared."""
+    """The scene gate in films: the clip's --reference is compared with each frame as a whole, and frames that read
+    as another kind of scene stay automatic; key frames belong to their shot and are never compared (their colour
+    comes through whatever the comparison would say)."""
     from PIL import Image
 
     from runtime import Colorizer
+    from runtime.backends.scene import SceneView
 
     rng = np.random.default_rng(0)
     scene = np.zeros((64, 96, 3), np.float32)
@@ -425,28 +426,28 @@ def test_a_clip_reference_is_compared_with_each_shot_and_key_frames_are_not(tmp_
     _two_shot_clip(clip, scene, second)
     opts = dict(codec="ffv1", pix_fmt="yuv444p", **QUIET)
     with Colorizer.load(None, backend="onnxruntime") as c:
-        real, calls = c.scene_encoder(), []
+        real = c.scene_encoder()
         assert real is not None
         colorize_video(c, clip, tmp_path / "auto.mkv", VideoOptions(**opts))
-
-        def encoder(net_L, away=False):
-            calls.append(net_L.shape)
-            v = real(net_L)
-            return v if not away or len(calls) == 1 else np.full_like(v, -1 / np.sqrt(v.size))  # frames: elsewhere
-
-        c.scene_encoder = lambda: encoder
+        auto = _decoded(tmp_path / "auto.mkv")
         colorize_video(c, clip, tmp_path / "ref.mkv", VideoOptions(reference=ref, **opts))
-        assert len(calls) == 3  # the reference, then once a shot (not once a frame): shots A and B both match it
-        auto, with_ref = _decoded(tmp_path / "auto.mkv"), _decoded(tmp_path / "ref.mkv")
-        assert any(not np.array_equal(a, b) for a, b in zip(auto[:8], with_ref[:8]))  # shot A took its colour
-        calls.clear()
-        c.scene_encoder = lambda: lambda net_L: encoder(net_L, away=True)
+        with_ref = _decoded(tmp_path / "ref.mkv")
+        assert all(not np.array_equal(auto[i], with_ref[i]) for i in range(8))  # shot A took its colour
+        seen = []
+
+        def away(net_L):  # the first picture seen (the reference) as it is; every frame as another kind of scene
+            v = real(net_L)
+            seen.append(1)
+            return v if len(seen) == 1 else SceneView(np.full_like(v.vector, -1 / np.sqrt(v.vector.size)), v.parts)
+
+        c.scene_encoder = lambda: away
         colorize_video(c, clip, tmp_path / "away.mkv", VideoOptions(reference=ref, **opts))
         assert all(np.array_equal(a, b) for a, b in zip(auto, _decoded(tmp_path / "away.mkv")))
-        calls.clear()
+        seen.clear()
         colorize_video(c, clip, tmp_path / "key.mkv", VideoOptions(keyframes={0: ref}, **opts))
-        assert calls == []  # key frames: never compared
-        assert not np.array_equal(_decoded(tmp_path / "key.mkv")[3], auto[3])
+        keyed = _decoded(tmp_path / "key.mkv")
+        assert all(not np.array_equal(keyed[i], auto[i]) for i in range(8))  # shot A coloured, not compared
+        assert all(np.array_equal(keyed[i], auto[i]) for i in range(8, 16))  # shot B: after the cut, automatic
 
 
 def test_export_frame_and_keyframe_arguments(tmp_path, capsys):

@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tune", action="store_true", help="sweep TAU and the gate (use with --split training)")
     ap.add_argument("--tune-scene", action="store_true",
                     help="sweep the scene similarity ramp SCENE_LOW-SCENE_HIGH (use with --split training)")
+    ap.add_argument("--tune-parts", action="store_true",
+                    help="sweep PARTS_WEIGHT and the mutual-match gate (use with --split training)")
+    ap.add_argument("--parts-weights", type=float, nargs="+", default=[0.7, 1.0, 1.4], help="--tune-parts: the weights")
+    ap.add_argument("--gates", type=float, nargs="+", default=[0.25, 0.4, 0.35, 0.55],
+                    help="--tune-parts: the gates, as LOW HIGH pairs")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -126,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tune:
         results = []
         for tau, (low, high) in itertools.product((0.7, 1.0, 1.3), ((0.15, 0.3), (0.2, 0.35), (0.25, 0.4))):
-            refmod.TAU, refmod.GATE_LOW, refmod.GATE_HIGH = tau, low, high
+            refmod.TAU, refmod.GATE_LOW, refmod.GATE_HIGH, refmod.COLOUR_GATE = tau, low, high, (low, high)
             r = run(c, truths, args.seed)
             results.append({"tau": tau, "gate": [low, high], **r})
             print(f"tau {tau} gate {low}-{high}: related {r['related']['gain_db']:+.2f} dB, unrelated "
@@ -141,10 +146,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"scene {low}-{high}: related {r['related']['gain_db']:+.2f} dB (worst {r['related']['worst_gain_db']:+.2f}), "
                   f"unrelated {r['unrelated']['gain_db']:+.2f} dB (worst {r['unrelated']['worst_gain_db']:+.2f})", flush=True)
         report = {"split": args.split, "sweep_scene": results}
+    elif args.tune_parts:
+        results = []
+        gates = list(zip(args.gates[::2], args.gates[1::2]))
+        for weight, (low, high) in itertools.product(args.parts_weights, gates):
+            refmod.PARTS_WEIGHT, refmod.GATE_LOW, refmod.GATE_HIGH = weight, low, high
+            r = run(c, truths, args.seed)
+            results.append({"parts_weight": weight, "gate": [low, high], **r})
+            print(f"parts {weight} gate {low}-{high}: related {r['related']['gain_db']:+.2f} dB, unrelated "
+                  f"{r['unrelated']['gain_db']:+.2f} dB (worst {r['unrelated']['worst_gain_db']:+.2f})", flush=True)
+        report = {"split": args.split, "sweep_parts": results}
     else:
         report = {"split": args.split, "constants": {"cell": refmod.CELL, "tau": refmod.TAU,
                                                      "gate": [refmod.GATE_LOW, refmod.GATE_HIGH],
+                                                     "colour_gate": list(refmod.COLOUR_GATE),
                                                      "scene": [refmod.SCENE_LOW, refmod.SCENE_HIGH],
+                                                     "parts_weight": refmod.PARTS_WEIGHT,
                                                      "scene_graph": c.scene_encoder() is not None},
                   **run(c, truths, args.seed, timing=True)}
         print(json.dumps(report, indent=2))

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("scene_similarity: the model has no scene graph")
 
     def vec(rgb8: np.ndarray) -> np.ndarray:
-        return enc(c.prepare_src8(rgb8)[0])  # the reference is seen by its own luminance, as the picture is
+        return enc(c.prepare_src8(rgb8)[0]).vector  # the reference is seen by its own luminance, as the picture is
 
     photos = [(t * 255 + 0.5).astype(np.uint8) for t in photo_set(args)]
     rng = np.random.default_rng(args.seed)

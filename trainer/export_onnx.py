@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends.gpu.engine_cache import sha256_file
-from runtime.backends.scene import SCENE_OUTPUT
+from runtime.backends.scene import SCENE_OUTPUTS
 from runtime.model.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, bundle_paths, bundle_stem
 from runtime.model.spec import ModelSpec
 
@@ -123,7 +123,8 @@ def _export(model, example: tuple, path: Path, dims: dict, axes: dict, inputs: l
 
 def export_scene_graph(generator, spec: ModelSpec, path: Path) -> str:
     """The scene graph (runtime.model.generator.LabScene: L in [0, 100] -> the encoder's pooled features, output
-    ``scene``), FP32 with BatchNorm folded, batch/H/W dynamic as the main graph; returns the exporter used."""
+    ``scene``, and its features at 1/8 scale, output ``parts``), FP32 with BatchNorm folded, batch/H/W dynamic as the
+    main graph; returns the exporter used."""
     import torch
 
     from runtime.model.generator import LabScene
@@ -132,12 +133,14 @@ def export_scene_graph(generator, spec: ModelSpec, path: Path) -> str:
     example = (torch.full((2, 1, 4 * m, 4 * m), 50.0),)
     dims = {"L": {0: torch.export.Dim("batch", min=1, max=256), 2: m * torch.export.Dim("h", min=1, max=MAX_SIDE // m),
                   3: m * torch.export.Dim("w", min=1, max=MAX_SIDE // m)}}
-    axes = {spec.input_name: {0: "batch", 2: "height", 3: "width"}, SCENE_OUTPUT: {0: "batch"}}
-    return _export(LabScene(_folded(generator)).eval(), example, path, dims, axes, [spec.input_name], [SCENE_OUTPUT])
+    axes = {spec.input_name: {0: "batch", 2: "height", 3: "width"}, SCENE_OUTPUTS[0]: {0: "batch"},
+            SCENE_OUTPUTS[1]: {0: "batch", 2: "height8", 3: "width8"}}
+    return _export(LabScene(_folded(generator)).eval(), example, path, dims, axes, [spec.input_name], list(SCENE_OUTPUTS))
 
 
 def scene_parity(generator, spec: ModelSpec, path: Path, images: list[np.ndarray], render_size: int) -> float:
-    """max |delta| of the scene graph (ORT CPU) against torch over ``images``, relative to the largest feature."""
+    """max |delta| of the scene graph's outputs (ORT CPU) against torch over ``images``, relative to the largest
+    feature of each."""
     import onnxruntime as ort
     import torch
 
@@ -151,9 +154,9 @@ def scene_parity(generator, spec: ModelSpec, path: Path, images: list[np.ndarray
     for rgb in images:
         net_L, _ = prepare_l(rgb_to_l(rgb), spec.size_multiple, render_size)
         with torch.inference_mode():
-            ref = module(torch.from_numpy(net_L.copy())).numpy()
-        got = sess.run([SCENE_OUTPUT], {spec.input_name: net_L})[0]
-        worst = max(worst, float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-6)))
+            refs = [t.numpy() for t in module(torch.from_numpy(net_L.copy()))]
+        for got, ref in zip(sess.run(list(SCENE_OUTPUTS), {spec.input_name: net_L}), refs):
+            worst = max(worst, float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-6)))
     return worst
 
 

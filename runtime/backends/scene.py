@@ -1,16 +1,18 @@
-"""The scene graph's runner: what the model's encoder makes of a whole picture, as one unit vector.
+"""The scene graph's runner: what the model's encoder sees in a picture, as a whole and part by part.
 
-The reference matcher (runtime/image/reference.py) compares a picture's vector with its reference's: photos of the
-same kind of scene point the same way, unrelated ones do not. Whatever backend colours, this runs on the CPU: it is
-needed once per picture or reference and is small (the encoder alone, its input at most ``SCENE_SIDE`` pixels on the
-long side). It runs the bundle's ``NAME_scene.onnx`` in ONNX Runtime (a core dependency), or, for a trainer
-checkpoint without ONNX files, the same features in torch. A model that has neither (a plain U-Net encoder, or a
+The reference matcher (runtime/image/reference.py) compares a picture with its reference in both ways: the whole
+picture as one unit vector (photos of the same kind of scene point the same way, unrelated ones do not), and each
+part by the encoder's features at 1/8 scale (which part of the reference is the same thing as this part of the
+picture). Whatever backend colours, this runs on the CPU: it is needed once per picture, frame or reference and is
+the encoder alone. It runs the bundle's ``NAME_scene.onnx`` in ONNX Runtime (a core dependency), or, for a trainer
+checkpoint without ONNX files, the same module in torch. A model that has neither (a plain U-Net encoder, or a
 bundle exported before scene graphs existed) has no scene encoder: ``scene_encoder`` returns None and the matcher
-does without the comparison. onnxruntime and torch are imported only when one is built.
+works without it (lightness, texture and the automatic colour). onnxruntime and torch are imported only when one is
+built.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -18,31 +20,17 @@ from ..errors import one_line
 from ..model.bundle import ModelError
 from .base import ModelFiles, available_cores
 
-SCENE_SIDE = 256  # the long side a picture is brought down to (a multiple of 32) before the encoder sees it
-SCENE_OUTPUT = "scene"
+SCENE_OUTPUTS = ("scene", "parts")  # the graph's outputs: (N, C) pooled, (N, C', H/8, W/8)
 
 
-def scene_input(net_L: np.ndarray, multiple: int) -> np.ndarray:
-    """Network L (1, 1, h, w) -> the scene graph's input: the same when its long side is at most SCENE_SIDE, else
-    scaled down (bilinear) so that it is, each side a multiple of ``multiple``."""
-    h, w = net_L.shape[2:]
-    if max(h, w) <= SCENE_SIDE:
-        return np.ascontiguousarray(net_L, dtype=np.float32)
-    from PIL import Image
+class SceneView(NamedTuple):
+    """One picture as the encoder sees it: ``vector`` (C,) unit length, the whole; ``parts`` (C', h/8, w/8) float32."""
 
-    s = SCENE_SIDE / max(h, w)
-    size = (max(multiple, round(w * s / multiple) * multiple), max(multiple, round(h * s / multiple) * multiple))
-    small = Image.fromarray(np.asarray(net_L[0, 0], np.float32), mode="F").resize(size, Image.Resampling.BILINEAR,
-                                                                                   reducing_gap=2.0)
-    return np.asarray(small, np.float32)[None, None].copy()
+    vector: np.ndarray
+    parts: np.ndarray
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, np.float32).reshape(-1)
-    return v / np.float32(max(float(np.linalg.norm(v)), 1e-12))
-
-
-def _onnx_runner(path: str, spec, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+def _onnx_runner(path: str, spec, threads: int | None) -> Callable[[np.ndarray], list]:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -51,10 +39,13 @@ def _onnx_runner(path: str, spec, threads: int | None) -> Callable[[np.ndarray],
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    return lambda x: session.run([SCENE_OUTPUT], {spec.input_name: x})[0]
+    if [o.name for o in session.get_outputs()] != list(SCENE_OUTPUTS):
+        raise ValueError(f"outputs {[o.name for o in session.get_outputs()]}, expected {list(SCENE_OUTPUTS)} "
+                         "(re-export it: tools/add_scene_graph.py)")
+    return lambda x: session.run(list(SCENE_OUTPUTS), {spec.input_name: x})
 
 
-def _torch_runner(files: ModelFiles) -> Callable[[np.ndarray], np.ndarray] | None:
+def _torch_runner(files: ModelFiles) -> Callable[[np.ndarray], list] | None:
     import torch
 
     from ..model.generator import LabScene, has_scene
@@ -65,17 +56,17 @@ def _torch_runner(files: ModelFiles) -> Callable[[np.ndarray], np.ndarray] | Non
         return None
     module = LabScene(gen).eval()
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray) -> list:
         with torch.inference_mode():
-            return module(torch.from_numpy(x.copy())).numpy()
+            return [t.numpy() for t in module(torch.from_numpy(x.copy()))]
 
     return run
 
 
-def scene_encoder(files: ModelFiles, threads: int | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A function network L (1, 1, h, w) -> the picture's unit scene vector (C,), or None when the model has no scene
-    graph. A scene graph that cannot be loaded raises ModelError, one line naming the file: a damaged model is an
-    error, as a damaged main graph is (a missing one is not: bundles exported before scene graphs have none)."""
+def scene_encoder(files: ModelFiles, threads: int | None = None) -> Callable[[np.ndarray], SceneView] | None:
+    """A function network L (1, 1, h, w) -> SceneView, or None when the model has no scene graph. A scene graph that
+    cannot be loaded raises ModelError, one line naming the file: a damaged model is an error, as a damaged main
+    graph is (a missing one is not: bundles exported before scene graphs have none)."""
     try:
         if files.onnx_scene:
             run = _onnx_runner(files.onnx_scene, files.spec, threads)
@@ -86,7 +77,13 @@ def scene_encoder(files: ModelFiles, threads: int | None = None) -> Callable[[np
         else:
             return None
     except ImportError:
-        return None  # neither runtime installed for it: no comparison, as for a model without a scene graph
+        return None  # neither runtime installed for it: the matcher works without it, as for a model without one
     except Exception as exc:  # ORT's and torch's own exception types for a damaged file
         raise ModelError(f"{files.onnx_scene or files.weights}: cannot load the scene graph ({one_line(exc)})") from None
-    return lambda net_L: _unit(run(scene_input(net_L, files.spec.size_multiple)))
+
+    def view(net_L: np.ndarray) -> SceneView:
+        vector, parts = run(np.ascontiguousarray(net_L, dtype=np.float32))
+        v = np.asarray(vector, np.float32).reshape(-1)
+        return SceneView(v / np.float32(max(float(np.linalg.norm(v)), 1e-12)), np.asarray(parts[0], np.float32))
+
+    return view

@@ -136,7 +136,7 @@ class Colorizer:
         network = network or self.network
         ab = network(net_L, net_hints if net_hints is not None and self.hint_mode == "network" else None)
         if reference is not None:
-            ab = apply_reference(ab, net_L, reference, scene=self.scene_encoder())
+            ab = apply_reference(ab, net_L, reference, scene=self.scene_encoder() if reference.parts else None)
         if net_hints is None or (self.hint_mode == "network" and reference is None):
             return ab
         # Spread mode, or network mode with a reference: the hints are spread over the result last, so they win.
@@ -160,11 +160,12 @@ class Colorizer:
 
             image = read_image(image, max_pixels).image
         return prepare_reference(image, lambda rgb: self.prepare_src8(rgb, size), network or self.network, size,
-                                 self.scene_encoder() if compare_scene else None)
+                                 self.scene_encoder(), compare_scene)
 
     def scene_encoder(self) -> Any:
-        """net L (1, 1, h, w) -> the picture's unit scene vector (runtime.backends.scene), built on first use; None
-        for a model without a scene graph (references are then not compared with pictures as wholes). A damaged one
+        """net L (1, 1, h, w) -> the picture as the encoder sees it (runtime.backends.scene.SceneView: the whole as a
+        unit vector, the parts at 1/8 scale), built on first use; None for a model without a scene graph (the
+        reference matcher then describes cells by the automatic colour and does not compare scenes). A damaged one
         raises runtime.model.bundle.ModelError, each time it is asked for (it is not loaded again)."""
         with self._scene_lock:
             if self._scene is None:

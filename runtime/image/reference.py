@@ -9,15 +9,22 @@ colour stays. The reference's luminance is compared with the picture's, never it
 How parts are compared. Both pictures go through the network at the render size (the reference once, however many
 pictures use it) and are cut into cells of ``CELL`` x ``CELL`` network pixels. A cell is described by its lightness
 (mean, and the mean over two larger neighbourhoods), its texture (standard deviation and mean gradient of L) and
-what the network makes of it (its automatic a and b: cells the network colours alike are, to it, the same kind of
-thing). Features are scaled so that a difference of 1 is about what separates a match from a near miss.
+what the model's encoder sees there: its features at 1/8 scale (the scene graph's ``parts``,
+runtime/backends/scene.py; 40 channels for EfficientNet-Lite0), brought to the cells' grid and made a unit vector
+times ``PARTS_WEIGHT``. Lightness and texture are scaled so that a difference of 1 is about what separates a match
+from a near miss. A model without a scene graph describes a cell by its automatic a and b instead (cells the network
+colours alike are, to it, the same kind of thing): the first matcher's way, which a distribution head's decoded
+colour makes unsteady (a near-tie between two bins flips a flat region's b by ~6 under a 5-pixel shift, and the
+matches with it; docs/default-model/campaign.md). The encoder's parts do not depend on how colour is decoded, and
+match better: key frames of tree.avi +8.48 -> +10.35 dB, vtest.avi +4.81 -> +7.95 dB (docs/video.md).
 
 Which matches are trusted. A cell takes the colour of its nearest reference cell when their feature distance is
 below ``TAU``. Whether the reference as a whole belongs to the picture is judged by mutual matches (a cell whose
-nearest reference cell has that cell, or one as close, as its own nearest): a related reference has many (in a
-first look at 28 photos, 35-78 % of cells with the reference moved, scaled and mirrored), an unrelated one few
-(0-36 %, mostly under 25 %). The reference's contribution is scaled by ``gate`` from 0 at ``GATE_LOW`` mutual
-matches to 1 at ``GATE_HIGH``, so an unrelated photo changes little. A reference with no colour (mean chroma under
+nearest reference cell has that cell, or one as close, as its own nearest): a related reference has many, an
+unrelated one few (with the first matcher's cells, in a first look at 28 photos: 35-78 % of cells with the reference
+moved, scaled and mirrored, against 0-36 %, mostly under 25 %). The reference's contribution is scaled by ``gate``
+from 0 at ``GATE_LOW`` mutual matches to 1 at ``GATE_HIGH`` (``COLOUR_GATE`` for cells described by the automatic
+colour), so an unrelated photo changes little. A reference with no colour (mean chroma under
 ``GREY_CHROMA``, the trainer's rule for a greyscale photo) is ignored: the result is the automatic one, bit for bit.
 
 Whether the two show the same kind of scene. Mutual matches compare parts; an unrelated photo whose tones and
@@ -30,12 +37,17 @@ unrelated photo pairs score 0.04-0.34 (median 0.16), frames of one shot 0.47-0.9
 without a scene graph skips the comparison.
 
 Numpy only; deterministic on one machine (near-ties between two reference cells may break differently on another
-CPU's arithmetic). TAU and the gate were chosen on 40 TRAINING photos (tools/evaluate_reference.py --split
+CPU's arithmetic). TAU and the first matcher's gate were chosen on 40 TRAINING photos (tools/evaluate_reference.py --split
 training --tune; docs/default-model/reference_tuning.json): of 9 settings, the one with the smallest loss on
 unrelated references (-0.06 dB) that keeps +4.35 dB on related ones. A longer TAU or a lower gate gains ~0.2 dB on
 related references and loses 0.2-0.4 dB on unrelated ones. The scene ramp was chosen on 100 TRAINING photos the same
 way (--tune-scene; docs/default-model/reference_scene_tuning.json): 0.2-0.3 is the lowest ramp under which no unrelated
 photo lost anything (the worst had lost 5.0 dB), at -0.002 dB on related ones; 0.15-0.25 let one lose 0.07 dB.
+PARTS_WEIGHT with the gate on 60 TRAINING photos (--tune-parts; docs/default-model/reference_parts_tuning.json): 1.0
+and a gate of 0.15-0.3 give +6.38 dB on related references and no loss on any unrelated one (0.1-0.25 gains nothing
+more and lets one lose 0.68 dB; with the first matcher's 0.25-0.4, +5.85); 0.7 gains more on related ones but lets
+unrelated ones lose up to 6.6 dB, 1.4 matches too little (+2.12). The first matcher's TAU and gate (COLOUR_GATE) stay
+for cells described by the automatic colour.
 
 What it does not know: matching compares lightness and texture, so the grey photo's tones should follow the
 reference's luminance (a print whose exposure or film response differs much matches less, and the gate then keeps
@@ -59,9 +71,11 @@ CELL = 4  # network pixels per cell side
 TAU = 1.0  # feature distance below which a match is trusted
 MUTUAL_SLACK = 0.15  # a match is mutual if no picture cell is closer to its reference cell by more than this
 CHUNK = 2048  # picture cells matched at a time: the distance block stays ~16 MB however large the render size
-GATE_LOW, GATE_HIGH = 0.25, 0.4  # mutual-match fraction at which a reference starts to count / counts fully
+GATE_LOW, GATE_HIGH = 0.15, 0.3  # mutual-match fraction at which a reference starts to count / counts fully
+COLOUR_GATE = (0.25, 0.4)  # the same for cells described by the automatic colour (a model without a scene graph)
 GREY_CHROMA = 4.0  # mean chroma (Lab units) under which a reference has no colour to give
 SCENE_LOW, SCENE_HIGH = 0.2, 0.3  # scene similarity (cosine) at which a reference starts to count / counts fully
+PARTS_WEIGHT = 1.0  # the weight of the encoder's part features (a unit vector per cell) among the cell features
 # Scales of the cell features (lightness, its means over 5x5 and 11x11 cells, texture: std and gradient, automatic a
 # and b): hint_features.SCALES, where the hint fill describes pixels the same way.
 
@@ -75,6 +89,7 @@ class Reference:
     colourless: bool  # no colour to give: ignored
     render_size: int = 0  # the render size it was seen at: pictures must be seen at the same one (features are scale-bound)
     scene: np.ndarray | None = None  # its unit scene vector (runtime/backends/scene.py); None: not compared
+    parts: bool = False  # whether its cells are described by the encoder's part features (else by the automatic colour)
 
 
 def _pool(x: np.ndarray, k: int = CELL) -> np.ndarray:
@@ -83,16 +98,35 @@ def _pool(x: np.ndarray, k: int = CELL) -> np.ndarray:
     return x[..., : h * k, : w * k].reshape(*x.shape[:-2], h, k, w, k).mean(axis=(-3, -1))
 
 
-def cell_features(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """Network L (h, w) in [0, 100] and the network's ab (2, h, w) -> cell features (H * W, F), row-major cells."""
+def upsample2(x: np.ndarray) -> np.ndarray:
+    """(C, h, w) -> (C, 2h, 2w), bilinear with half-pixel centres (torch's align_corners=False), edges clamped."""
+    def axis(a: np.ndarray, k: int) -> np.ndarray:
+        prev = np.concatenate([a.take([0], k), a.take(range(a.shape[k] - 1), k)], k)
+        nxt = np.concatenate([a.take(range(1, a.shape[k]), k), a.take([a.shape[k] - 1], k)], k)
+        out = np.stack([0.75 * a + 0.25 * prev, 0.75 * a + 0.25 * nxt], k + 1)
+        return out.reshape(*a.shape[:k], 2 * a.shape[k], *a.shape[k + 1:])
+
+    return axis(axis(np.asarray(x, np.float32), 1), 2)
+
+
+def cell_features(L: np.ndarray, ab: np.ndarray, parts: np.ndarray | None = None) -> np.ndarray:
+    """Network L (h, w) in [0, 100] and the network's ab (2, h, w) -> cell features (H * W, F), row-major cells:
+    lightness and texture, then what the network makes of the cell: with ``parts`` (the encoder's features at 1/8
+    scale, (C, h/8, w/8)) those at the cell, as a unit vector times PARTS_WEIGHT; else its automatic a and b."""
     L = np.asarray(L, np.float32)
     Lm = _pool(L)
     sd = np.sqrt(np.maximum(_pool(L * L) - Lm * Lm, 0))
     gy, gx = np.gradient(L)
     grad = _pool(np.hypot(gy, gx))
     near, far = box_mean(Lm[None], 2)[0], box_mean(Lm[None], 5)[0]
-    abm = _pool(np.asarray(ab, np.float32))
-    f = np.stack([Lm, near, far, sd, grad, abm[0], abm[1]]) / SCALES[:, None, None]
+    if parts is None:
+        abm = _pool(np.asarray(ab, np.float32))
+        f = np.stack([Lm, near, far, sd, grad, abm[0], abm[1]]) / SCALES[:, None, None]
+    else:
+        f = np.stack([Lm, near, far, sd, grad]) / SCALES[:5, None, None]
+        p = upsample2(parts)[:, : Lm.shape[0], : Lm.shape[1]]  # at 1/8 -> the 4x4 cells' grid
+        p = p * (np.float32(PARTS_WEIGHT) / np.maximum(np.sqrt((p * p).sum(0, keepdims=True)), np.float32(1e-6)))
+        f = np.concatenate([f, p])
     return np.ascontiguousarray(f.reshape(f.shape[0], -1).T, dtype=np.float32)
 
 
@@ -115,10 +149,12 @@ def as_rgb8(image: Any) -> np.ndarray:
 
 
 def prepare_reference(image: Any, prepare_src8: Callable, network: Callable, render_size: int = 0,
-                      scene: Callable | None = None) -> Reference:
+                      scene: Callable | None = None, compare_scene: bool = True) -> Reference:
     """A colour reference (PIL image or array, see ``as_rgb8``) -> Reference. ``prepare_src8`` (taking the picture)
     and ``network`` are the Colorizer's, ``render_size`` the size they see it at (recorded: pictures must use it),
-    ``scene`` its scene encoder (None: the reference's scene is not compared with the pictures')."""
+    ``scene`` its scene encoder (runtime.backends.scene; None: cells are described by the automatic colour and the
+    scenes are not compared), ``compare_scene`` False: the encoder describes the cells but the reference is not
+    compared with pictures as a whole (a film's key frame)."""
     from PIL import Image
 
     from .color import rgb_to_lab
@@ -132,15 +168,21 @@ def prepare_reference(image: Any, prepare_src8: Callable, network: Callable, ren
     true_ab = np.stack([np.pad(lab[..., c], pad, mode="reflect") for c in (1, 2)]).astype(np.float32)
     chroma = float(np.hypot(lab[..., 1], lab[..., 2]).mean())
     ab = _pool(true_ab).reshape(2, -1).T
-    return Reference(cell_features(net_L[0, 0], auto), np.ascontiguousarray(ab, np.float32), chroma < GREY_CHROMA,
-                     render_size, None if scene is None or chroma < GREY_CHROMA else scene(net_L))
+    view = None if scene is None or chroma < GREY_CHROMA else scene(net_L)
+    return Reference(cell_features(net_L[0, 0], auto, None if view is None else view.parts),
+                     np.ascontiguousarray(ab, np.float32), chroma < GREY_CHROMA, render_size,
+                     view.vector if view is not None and compare_scene else None, view is not None)
 
 
-def match(ref: Reference, L: np.ndarray, ab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """For each cell of the picture (network L (h, w), automatic ab (2, h, w)): the index of its nearest reference
-    cell, whether that match is trusted, whether it is mutual; and the fraction of mutual trusted matches. The
-    distances are computed ``CHUNK`` picture cells at a time (memory stays small at any render size)."""
-    f = cell_features(L, ab)
+def match(ref: Reference, L: np.ndarray, ab: np.ndarray,
+          parts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """For each cell of the picture (network L (h, w), automatic ab (2, h, w), the encoder's ``parts`` where the
+    reference has them): the index of its nearest reference cell, whether that match is trusted, whether it is
+    mutual; and the fraction of mutual trusted matches. The distances are computed ``CHUNK`` picture cells at a time
+    (memory stays small at any render size)."""
+    if ref.parts != (parts is not None):
+        raise ValueError("the picture and the reference must be described alike (both with the scene encoder or neither)")
+    f = cell_features(L, ab, parts)
     r2 = (ref.features * ref.features).sum(1)
     j = np.empty(len(f), np.int64)
     d = np.empty(len(f), np.float32)
@@ -167,16 +209,18 @@ def scene_factor(ref: Reference, scene: np.ndarray | None) -> float:
 
 
 def reference_hints(ref: Reference, L: np.ndarray, ab: np.ndarray,
-                    scene: np.ndarray | None = None) -> tuple[np.ndarray | None, float]:
+                    view: Any = None) -> tuple[np.ndarray | None, float]:
     """The reference's colour as hints on the network grid (1, 3, h, w) [a, b, mask] (one hinted pixel at the centre
-    of each trusted cell) and the gate (0..1) to apply them with: the mutual matches' gate times ``scene_factor``
-    (``scene``: the picture's scene vector). (None, 0) when the reference gives nothing (no colour, no trusted
-    cell). The hints come back even where the gate is 0: a caller that smooths the gate over frames
-    (runtime/video) may still apply them."""
+    of each trusted cell) and the gate (0..1) to apply them with: the mutual matches' gate times ``scene_factor``.
+    ``view``: the picture as the scene encoder sees it (runtime.backends.scene.SceneView), needed where the reference
+    was prepared with one. (None, 0) when the reference gives nothing (no colour, no trusted cell). The hints come
+    back even where the gate is 0: a caller that smooths the gate over frames (runtime/video) may still apply them."""
     if ref.colourless or not len(ref.features):
         return None, 0.0
-    j, trusted, _, mutual_fraction = match(ref, L, ab)
-    gate = float(np.clip((mutual_fraction - GATE_LOW) / (GATE_HIGH - GATE_LOW), 0.0, 1.0)) * scene_factor(ref, scene)
+    j, trusted, _, mutual_fraction = match(ref, L, ab, None if view is None or not ref.parts else view.parts)
+    low, high = (GATE_LOW, GATE_HIGH) if ref.parts else COLOUR_GATE
+    gate = float(np.clip((mutual_fraction - low) / (high - low), 0.0, 1.0))
+    gate *= scene_factor(ref, None if view is None else view.vector)
     if not trusted.any():
         return None, 0.0
     w = L.shape[1] // CELL
@@ -195,17 +239,17 @@ def apply_reference(ab: np.ndarray, net_L: np.ndarray, ref: Reference | None,
     """Network ab (N, 2, h, w) and L (N, 1, h, w) -> ab with the reference's colour spread in (each frame on its
     own); the same array when the reference gives nothing anywhere. ``gate_filter`` (video) maps each frame's gate to
     the one applied (e.g. smoothed within a shot); it sees the frames where the reference has trusted matches.
-    ``scene``: net L (1, 1, h, w) -> the frame's scene vector, to compare with the reference's (``scene_factor``;
-    None: no comparison). It is asked only for frames where the reference has trusted matches."""
-    if ref is None:
+    ``scene``: the scene encoder (net L (1, 1, h, w) -> SceneView), needed for a reference prepared with one."""
+    if ref is None or ref.colourless:
         return ab
+    if ref.parts and scene is None:
+        raise ValueError("this reference was prepared with the scene encoder: pass it (scene=...)")
     out = None
     for i in range(ab.shape[0]):
-        hints, gate = reference_hints(ref, net_L[i, 0], ab[i])
+        view = scene(net_L[i:i + 1]) if ref.parts else None
+        hints, gate = reference_hints(ref, net_L[i, 0], ab[i], view)
         if hints is None:  # no colour, no trusted cell: nothing to apply (and nothing for a filter to learn from)
             continue
-        if scene is not None and ref.scene is not None and (gate > 0.0 or gate_filter is not None):
-            gate *= scene_factor(ref, scene(net_L[i:i + 1]))
         if gate_filter is not None:
             gate = gate_filter(gate)
         if gate == 0.0:

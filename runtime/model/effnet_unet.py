@@ -34,6 +34,7 @@ from .spec import HINT_CHANNELS, ModelSpec
 
 DECODER_WIDTHS = (256, 128, 64, 48, 32)  # at H/32, H/16, H/8, H/4, H/2
 HEAD_WIDTH = 16  # full resolution
+SCENE_PARTS_LEVEL = 2  # the encoder level the scene graph's ``parts`` come from: 40 channels at H/8
 
 
 def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
@@ -129,12 +130,14 @@ class EffNetUNet(nn.Module):
         stem = self.encoder.stem((x + 1.0) * (127.5 / 128.0) - (127.0 / 128.0))
         return stem if self.hint_in is None or hints is None else stem + self.hint_in(hints)
 
-    def scene(self, x: torch.Tensor) -> torch.Tensor:
-        """What the encoder makes of the whole picture (N, 1280): its head pooled over the image, no hints (the
-        classifier's global feature, which the fusion branch also starts from). The reference matcher compares a
-        picture's with a reference's to judge whether they show the same kind of scene (runtime/image/reference.py)."""
+    def scene(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the encoder sees, no hints: (the whole picture (N, 1280): its head pooled over the image, the
+        classifier's global feature, which the fusion branch also starts from; its parts (N, 40, H/8, W/8): the
+        features at 1/8 scale). The reference matcher compares a picture's with a reference's: the first to judge
+        whether they show the same kind of scene, the second to find which part is which (runtime/image/reference.py)."""
         hints = None if self.hint_in is None else x.new_zeros(x.shape[0], HINT_CHANNELS, x.shape[2], x.shape[3])
-        return self.encoder.features(self._stem(x, hints))[1].mean(dim=(2, 3))
+        skips, head = self.encoder.features(self._stem(x, hints))
+        return head.mean(dim=(2, 3)), skips[SCENE_PARTS_LEVEL]
 
     def decoder_features(self, x: torch.Tensor, hints: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The decoder's last level (N, 32, H/2, W/2) and the hints as the network saw them (zeros when none)."""

@@ -160,7 +160,8 @@ class LabColorizer(nn.Module):
 
 class LabScene(nn.Module):
     """The scene graph of a model whose encoder has one (``has_scene``): L in [0, 100] (N, 1, H, W) -> what the
-    encoder makes of the whole picture (N, C), ``generator.scene`` (runtime/model/effnet_unet.py)."""
+    encoder makes of the whole picture (N, C) and of its parts (N, C', H/8, W/8), ``generator.scene``
+    (runtime/model/effnet_unet.py)."""
 
     def __init__(self, generator: nn.Module):
         super().__init__()
@@ -169,7 +170,7 @@ class LabScene(nn.Module):
         self.generator = generator
         self.l_scale, self.l_shift = float(generator.spec.l_scale), float(generator.spec.l_shift)
 
-    def forward(self, L: torch.Tensor) -> torch.Tensor:
+    def forward(self, L: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.generator.scene(L / self.l_scale - self.l_shift)
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from ..image import fastcolor
 from .options import VideoError, VideoOptions, VideoResult
 from . import stages
-from .temporal import CutDetector, GateSmoother, ShotScene, TemporalStabilizer
+from .temporal import CutDetector, GateSmoother, TemporalStabilizer
 from ..image.reference import apply_reference
 from .container import (
     _describe,
@@ -115,8 +115,8 @@ def colorize_video(
         # the cut detector, the reference in force, the key frames reached
         cuts, active, used = CutDetector(stabilizer.cut_threshold), base_ref, set()
         gate = GateSmoother()  # the reference's gate, steady within a shot
-        # The clip's reference is compared with each shot as a whole (its encoder was built when it was prepared).
-        shot_scene = None if base_ref is None or base_ref.scene is None else ShotScene(colorizer.scene_encoder())
+        # The encoder describes each frame for the matcher (its parts) and, for the clip's reference, as a whole.
+        scene = colorizer.scene_encoder() if any(r.parts for r in [*keyrefs.values(), base_ref] if r is not None) else None
         batch: list[tuple[np.ndarray, Any, Any, int, int | None]] = []
         n_frames = 0
         origin_pts = int(round(origin / tb))
@@ -137,14 +137,10 @@ def colorize_video(
                     if cuts(net_L[0, 0]):
                         active = base_ref
                         gate.reset()
-                        if shot_scene is not None:
-                            shot_scene.reset()
                     if n_frames + i in keyrefs:
                         active = keyrefs[n_frames + i]
                         used.add(n_frames + i)
                         gate.reset()
-                    # The clip's reference is compared with each shot as a whole; a key frame belongs to its shot.
-                    scene = shot_scene if active is base_ref else None
                     ab_i = apply_reference(ab[i:i + 1], net_L, active, gate_filter=gate, scene=scene)[0]
                 ab_i = stabilizer.update(net_L[0, 0], ab_i) if opts.stabilize else ab_i
                 if finish_u8 is not None:
@@ -239,6 +235,11 @@ def _prepare_references(colorizer: Any, opts: VideoOptions) -> tuple[dict[int, A
         except Exception as exc:  # ImageError, ValueError, OSError: the user's file, one line
             raise VideoError(f"{what}: {exc}") from None
 
+    if opts.keyframes or opts.reference is not None:
+        try:
+            getattr(colorizer, "scene_encoder", lambda: None)()  # a damaged scene graph: the model's error, said once
+        except ValueError as exc:  # ModelError
+            raise VideoError(str(exc)) from None
     # A key frame belongs to its shot: it is not compared with the shot as a whole.
     keyrefs = {n: prepare(f"--keyframe {n}:{img}", img, compare_scene=False) for n, img in sorted(opts.keyframes.items())}
     base = None if opts.reference is None else prepare(f"--reference {opts.reference}", opts.reference)

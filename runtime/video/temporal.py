@@ -147,25 +147,6 @@ class GateSmoother:
         return self.value if self.value >= 1e-3 else 0.0  # faded out: skip the spreading
 
 
-class ShotScene:
-    """A shot's scene vector for the reference's gate (runtime/image/reference.py, ``scene_factor``): that of the first
-    frame asked about after ``reset()`` (a cut; the first frame where the reference has trusted matches), kept for the
-    rest of the shot. A shot holds the same things, so its frames would score
-    alike; the scene encoder then runs once per shot, not once per frame. ``encoder``: net L -> unit vector."""
-
-    def __init__(self, encoder):
-        self.encoder = encoder
-        self.reset()
-
-    def reset(self) -> None:
-        self.value = None
-
-    def __call__(self, net_L):
-        if self.value is None:
-            self.value = self.encoder(net_L)
-        return self.value
-
-
 class TemporalStabilizer:
     """Recursive, luminance-similarity-weighted, motion-compensated filter of ab at model resolution.
 
