@@ -12,8 +12,8 @@ strongly typed mode wants (see /work/shared/notes/tensorrt-onnx.md). A parity ch
 graphs in ONNX Runtime against torch on real or synthetic images and prints max |delta ab|.
 
 A model with a pretrained encoder also gets ``NAME_scene.onnx`` (FP32): L -> the encoder's features pooled over
-the picture, which the reference matcher compares between a picture and its reference
-(runtime/image/reference.py). ``tools/add_scene_graph.py`` adds it to a bundle exported before it existed.
+the picture and its features at 1/8 scale, which the reference matcher compares between a picture and its
+reference (runtime/image/reference.py). ``tools/add_scene_graph.py`` adds it to a bundle exported before it existed.
 """
 from __future__ import annotations
 
@@ -87,20 +87,25 @@ def export_graph(model, spec: ModelSpec, path: Path) -> str:
     """Export ``model`` to ``path``; returns which exporter succeeded ("dynamo" or "legacy")."""
     import torch
 
-    m = spec.size_multiple
-    # batch >= 2 and a bottleneck >= 2x2 avoid shape specialisation (see the ONNX notes).
-    example = (torch.full((2, 1, 4 * m, 4 * m), 50.0),)
-    dim_h = torch.export.Dim("h", min=1, max=MAX_SIDE // m)
-    dim_w = torch.export.Dim("w", min=1, max=MAX_SIDE // m)
-    batch = torch.export.Dim("batch", min=1, max=256)
-    dims = {"L": {0: batch, 2: m * dim_h, 3: m * dim_w}}
+    example, dims = _example_L(spec)
     inputs = [spec.input_name]
     if spec.hints:  # a second input: [a, b, mask] at the same size as L
-        example = (example[0], torch.zeros((2, 3, 4 * m, 4 * m)))
-        dims["hints"] = {0: batch, 2: m * dim_h, 3: m * dim_w}
+        example = (example[0], torch.zeros((2, 3, *example[0].shape[2:])))
+        dims["hints"] = dict(dims["L"])
         inputs.append(spec.hint_name)
     axes = {n: {0: "batch", 2: "height", 3: "width"} for n in [*inputs, spec.output_name]}
     return _export(model, example, path, dims, axes, inputs, [spec.output_name])
+
+
+def _example_L(spec: ModelSpec) -> tuple[tuple, dict]:
+    """The example L input and its dynamic dims (batch; H, W multiples of the size multiple). Batch >= 2 and a
+    bottleneck >= 2x2 avoid shape specialisation (see the ONNX notes)."""
+    import torch
+
+    m = spec.size_multiple
+    dims = {"L": {0: torch.export.Dim("batch", min=1, max=256), 2: m * torch.export.Dim("h", min=1, max=MAX_SIDE // m),
+                  3: m * torch.export.Dim("w", min=1, max=MAX_SIDE // m)}}
+    return (torch.full((2, 1, 4 * m, 4 * m), 50.0),), dims
 
 
 def _export(model, example: tuple, path: Path, dims: dict, axes: dict, inputs: list[str], outputs: list[str]) -> str:
@@ -125,14 +130,9 @@ def export_scene_graph(generator, spec: ModelSpec, path: Path) -> str:
     """The scene graph (runtime.model.generator.LabScene: L in [0, 100] -> the encoder's pooled features, output
     ``scene``, and its features at 1/8 scale, output ``parts``), FP32 with BatchNorm folded, batch/H/W dynamic as the
     main graph; returns the exporter used."""
-    import torch
-
     from runtime.model.generator import LabScene
 
-    m = spec.size_multiple
-    example = (torch.full((2, 1, 4 * m, 4 * m), 50.0),)
-    dims = {"L": {0: torch.export.Dim("batch", min=1, max=256), 2: m * torch.export.Dim("h", min=1, max=MAX_SIDE // m),
-                  3: m * torch.export.Dim("w", min=1, max=MAX_SIDE // m)}}
+    example, dims = _example_L(spec)
     axes = {spec.input_name: {0: "batch", 2: "height", 3: "width"}, SCENE_OUTPUTS[0]: {0: "batch"},
             SCENE_OUTPUTS[1]: {0: "batch", 2: "height8", 3: "width8"}}
     return _export(LabScene(_folded(generator)).eval(), example, path, dims, axes, [spec.input_name], list(SCENE_OUTPUTS))
@@ -175,13 +175,12 @@ def add_scene_graph(bundle_json: Path, parity_images: Path | None = None, render
 
     from runtime.backends.torch_cpu import build_lab_colorizer
     from runtime.model.bundle import read_bundle_json, resolve
+    from runtime.model.generator import has_scene
 
     files = resolve(bundle_json)
     if not files.weights:
         raise SystemExit(f"colorize-gan-export: {bundle_json}: the bundle has no .safetensors weights to export from")
     gen = build_lab_colorizer(files).generator
-    from runtime.model.generator import has_scene
-
     if not has_scene(gen):
         raise SystemExit(f"colorize-gan-export: {bundle_json}: this model has no scene features (a plain U-Net encoder)")
     paths = bundle_paths(bundle_stem(bundle_json))

@@ -13,6 +13,22 @@ from ..errors import one_line
 from .base import Backend, BackendUnavailable, ModelFiles, available_cores, hint_feed
 
 
+def session_options(threads: int | None = None):
+    """The CPU session options the runtime's ONNX Runtime sessions share: ``threads`` intra-op threads (default: the
+    cores this process may use), one inter-op, sequential, all graph optimisations, no spinning idle threads (the CLI
+    does decode/encode between runs on the same cores), warnings and errors only."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads or default_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
 def default_threads() -> int:
     """Cores this process may use (ORT wants physical cores, we cannot tell SMT apart cheaply)."""
     return available_cores()
@@ -34,16 +50,8 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailable("the model has no FP32 .onnx file")
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads or default_threads()
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Do not spin idle threads: the CLI does decode/encode between runs on the same cores.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(files.onnx, opts, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(files.onnx, session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT's own exception types (InvalidProtobuf, Fail, ...)
             raise BackendUnavailable(f"cannot load {files.onnx}: {one_line(exc)}") from None
         self._in = files.spec.input_name

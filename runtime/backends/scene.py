@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import one_line
 from ..model.bundle import ModelError
-from .base import ModelFiles, available_cores
+from .base import ModelFiles
 
 SCENE_OUTPUTS = ("scene", "parts")  # the graph's outputs: (N, C) pooled, (N, C', H/8, W/8)
 
@@ -33,12 +33,9 @@ class SceneView(NamedTuple):
 def _onnx_runner(path: str, spec, threads: int | None) -> Callable[[np.ndarray], list]:
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or available_cores()
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    from .onnxruntime import session_options
+
+    session = ort.InferenceSession(path, session_options(threads), providers=["CPUExecutionProvider"])
     if [o.name for o in session.get_outputs()] != list(SCENE_OUTPUTS):
         raise ValueError(f"outputs {[o.name for o in session.get_outputs()]}, expected {list(SCENE_OUTPUTS)} "
                          "(re-export it: tools/add_scene_graph.py)")

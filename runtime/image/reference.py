@@ -109,8 +109,9 @@ def upsample2(x: np.ndarray) -> np.ndarray:
     return axis(axis(np.asarray(x, np.float32), 1), 2)
 
 
-def cell_features(L: np.ndarray, ab: np.ndarray, parts: np.ndarray | None = None) -> np.ndarray:
-    """Network L (h, w) in [0, 100] and the network's ab (2, h, w) -> cell features (H * W, F), row-major cells:
+def cell_features(L: np.ndarray, ab: np.ndarray | None, parts: np.ndarray | None = None) -> np.ndarray:
+    """Network L (h, w) in [0, 100] and the network's ab (2, h, w; unused with ``parts``) -> cell features
+    (H * W, F), row-major cells:
     lightness and texture, then what the network makes of the cell: with ``parts`` (the encoder's features at 1/8
     scale, (C, h/8, w/8)) those at the cell, as a unit vector times PARTS_WEIGHT; else its automatic a and b."""
     L = np.asarray(L, np.float32)
@@ -161,7 +162,6 @@ def prepare_reference(image: Any, prepare_src8: Callable, network: Callable, ren
 
     rgb = as_rgb8(image)
     net_L, g = prepare_src8(rgb)
-    auto = network(net_L)[0]
     small = np.asarray(Image.fromarray(rgb).resize((g.w, g.h), Image.Resampling.BILINEAR, reducing_gap=3.0))
     lab = rgb_to_lab(small.astype(np.float32) / np.float32(255))
     pad = ((g.top, g.net_h - g.h - g.top), (g.left, g.net_w - g.w - g.left))
@@ -169,7 +169,9 @@ def prepare_reference(image: Any, prepare_src8: Callable, network: Callable, ren
     chroma = float(np.hypot(lab[..., 1], lab[..., 2]).mean())
     ab = _pool(true_ab).reshape(2, -1).T
     view = None if scene is None or chroma < GREY_CHROMA else scene(net_L)
-    return Reference(cell_features(net_L[0, 0], auto, None if view is None else view.parts),
+    # The network's automatic colour describes the cells only where the encoder's parts do not.
+    features = cell_features(net_L[0, 0], network(net_L)[0]) if view is None else cell_features(net_L[0, 0], None, view.parts)
+    return Reference(features,
                      np.ascontiguousarray(ab, np.float32), chroma < GREY_CHROMA, render_size,
                      view.vector if view is not None and compare_scene else None, view is not None)
 
