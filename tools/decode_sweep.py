@@ -14,6 +14,9 @@ decoding only; tools/calibrate_chroma.py and tools/frontier.py instead run a ser
   (``--blend-alphas`` x ``--blend-powers``).
 - ``sat m``: the annealed mean (T 0.38, no correction) times a chroma factor from m (flat) to 1 (peaked)
   (``--sat-mins``).
+- ``mix a w g`` (a blend head: a regression head beside the distribution): w times the annealed mean (T of
+  ``--mix-temperature``, prior correction a) plus (1 - w) times g times the regression, as the graph serves it
+  (``--mix-alphas`` x ``--mix-shares`` x ``--mix-gains``).
 
 Confidence is the distribution's concentration at T 1: 1 - entropy / log(bins), divided by ``CONCENTRATION_FULL``
 and clipped to [0, 1]. Choose settings on TRAINING photos (the default); ``--held-out`` scores the validation split.
@@ -53,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blend-alphas", type=float, nargs="*", default=[-0.3, -0.6])
     ap.add_argument("--blend-powers", type=float, nargs="*", default=[0.5, 1.0, 2.0])
     ap.add_argument("--sat-mins", type=float, nargs="*", default=[0.5, 0.7])
+    ap.add_argument("--mix-alphas", type=float, nargs="*", default=[-0.1, -0.2, -0.3])
+    ap.add_argument("--mix-shares", type=float, nargs="*", default=[0.5])
+    ap.add_argument("--mix-gains", type=float, nargs="*", default=[1.3, 1.6, 1.9, 2.2])
+    ap.add_argument("--mix-temperature", type=float, default=0.25)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -82,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         kinds[f"blend a {a:g} p {p:g}"] = ("blend", a, p)
     for m in args.sat_mins:
         kinds[f"sat m {m:g}"] = ("sat", m)
+    if getattr(g, "head", None) is not None:  # a blend head
+        for a, w, gain in itertools.product(args.mix_alphas, args.mix_shares, args.mix_gains):
+            kinds[f"mix a {a:g} w {w:g} g {gain:g}"] = ("mix", a, w, gain)
 
     def confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(confidence, the annealed mean at VIVID_T) of one photo's logits: shared by every blend and sat kind."""
@@ -90,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         return ((1 - entropy / log_bins) / CONCENTRATION_FULL).clamp(0, 1), head.decode(logits, VIVID_T)
 
     def variant(logits: torch.Tensor, kind: tuple, conf: torch.Tensor, vivid: torch.Tensor) -> torch.Tensor:
+        if kind[0] == "mix":  # at full resolution, where the regression is
+            return kind[2] * upsample2(head.decode(logits, args.mix_temperature, kind[1])) + (1 - kind[2]) * kind[3] * regression
         if kind[0] == "ann":
             return head.decode(logits, kind[1], kind[2])
         if kind[0] == "blend":
@@ -115,12 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         scores[names[1]].append(score_image(served.finish(L, ab_served, geom), truth))
         x = torch.from_numpy(np.concatenate([net_L, net_L[..., ::-1]]).copy()) / spec.l_scale - spec.l_shift
 
-        def full(ab_half: torch.Tensor) -> np.ndarray:  # the runtime's scaling and mirror averaging
-            ab = (upsample2(ab_half) * spec.ab_scale * spec.ab_gain).numpy()
+        def full(ab: torch.Tensor) -> np.ndarray:  # the runtime's scaling and mirror averaging
+            ab = ((ab if ab.shape[-1] == x.shape[-1] else upsample2(ab)) * spec.ab_scale * spec.ab_gain).numpy()
             return ((ab[:1] + ab[1:, :, :, ::-1]) * np.float32(0.5))[0]
         with torch.inference_mode():
-            logits = g(x, None, return_logits=True).float()
-            own = full(head.decode(logits, spec.ab_temperature, spec.ab_prior_alpha))
+            logits = g(x, None, return_logits=True)
+            logits, regression = logits if isinstance(logits, tuple) else (logits, None)
+            own = head.decode(logits, spec.ab_temperature, spec.ab_prior_alpha)
+            own = full(own if regression is None else g.blend(upsample2(own), regression))
             worst = max(worst, float(np.abs(own - ab_served).max()))
             conf, vivid = confidence(logits)
             for name, kind in kinds.items():

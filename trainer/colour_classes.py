@@ -72,10 +72,11 @@ class DistributionLoss:
         return (w * ce).mean()  # Zhang et al.: the weights' prior expectation is 1, no renormalisation per batch
 
 
-def setup(G, dataset, spec, resume: bool, log) -> None:
-    """A new run of a distribution head: its prior from this run's training photos (saved with the weights; a
-    resumed run keeps its own). Every process computes the same prior (deterministic), one photo at a time."""
-    if spec.ab_head != "distribution" or resume:
+def setup(G, dataset, spec, has_prior: bool, log) -> None:
+    """A new distribution head: its prior from this run's training photos (saved with the weights; a resumed run,
+    or one initialised from a model that has the head, keeps the prior its logits learned against). Every process
+    computes the same prior (deterministic), one photo at a time."""
+    if spec.ab_head == "regression" or has_prior:
         return
     images = dataset.arrays if dataset.arrays is not None else (dataset._image(i) for i in range(len(dataset.paths)))
     prior = estimate_prior(images, G.distribution.centres.cpu().numpy() * spec.ab_scale)

@@ -38,6 +38,7 @@ FP16_TOLERANCE = 3.0  # ab units; FP16 weights + compute, well below visible (~2
 MAX_SIDE = 8192
 FLOAT32_BUFFERS = ("distribution.centres", "distribution.log_prior")
 SCENE_TOLERANCE = 1e-3  # relative to the largest feature; float reordering only
+SERVED_OPTIONS = ("ab_gain", "ab_temperature", "ab_prior_alpha", "ab_blend", "ab_regression_gain")  # export_bundle
 
 
 def load_checkpoint(path: Path):
@@ -281,11 +282,11 @@ def parity(served, spec: ModelSpec, onnx_paths: dict[str, Path], images: list[np
 
 
 def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None, weights_dtype: str = "float16",
-                  render_size: int = 256, ab_gain: float | None = None, ab_temperature: float | None = None,
-                  ab_prior_alpha: float | None = None) -> dict[str, float]:
-    """Write the bundle for ``checkpoint`` at stem ``out``; returns the parity figures. ``ab_gain``: the served
-    chroma gain written into the bundle's spec (None keeps the checkpoint's, normally 1.0); ``ab_temperature`` and
-    ``ab_prior_alpha``: a distribution head's served decoding (None keeps the checkpoint's)."""
+                  render_size: int = 256, **served: float | None) -> dict[str, float]:
+    """Write the bundle for ``checkpoint`` at stem ``out``; returns the parity figures. ``served``: spec fields of
+    SERVED_OPTIONS written into the bundle's spec (None keeps the checkpoint's): ``ab_gain`` the served chroma gain
+    (normally 1.0 in a checkpoint); ``ab_temperature`` and ``ab_prior_alpha`` a distribution or blend head's
+    decoding; ``ab_blend`` and ``ab_regression_gain`` a blend head's mix."""
     import torch
     from safetensors.torch import save_file
 
@@ -298,13 +299,19 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
     except FileNotFoundError as exc:
         raise SystemExit(f"colorize-gan-export: {exc}") from None
     spec, gen = load_checkpoint(checkpoint)
-    served_options = {k: float(v) for k, v in (("ab_gain", ab_gain), ("ab_temperature", ab_temperature),
-                                               ("ab_prior_alpha", ab_prior_alpha)) if v is not None}
+    unknown = set(served) - set(SERVED_OPTIONS)
+    if unknown:
+        raise TypeError(f"export_bundle: unknown served options {sorted(unknown)}")
+    served_options = {k: float(v) for k, v in served.items() if v is not None}
     if served_options:
         import dataclasses
 
-        if spec.ab_head != "distribution" and set(served_options) - {"ab_gain"}:
-            raise SystemExit("colorize-gan-export: --ab-temperature and --ab-prior-alpha need a model with a distribution head")
+        needs = {"ab_temperature": ("distribution", "blend"), "ab_prior_alpha": ("distribution", "blend"),
+                 "ab_blend": ("blend",), "ab_regression_gain": ("blend",)}
+        for key in served_options:
+            if spec.ab_head not in needs.get(key, (spec.ab_head,)):
+                raise SystemExit(f"colorize-gan-export: --{key.replace('_', '-')} needs a model with a "
+                                 f"{' or '.join(needs[key])} head")
         try:
             spec = dataclasses.replace(spec, **served_options)
         except ValueError as exc:
@@ -379,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ab-prior-alpha", type=float, default=None,
                     help="distribution head: served prior correction, -1 to 1: > 0 favours rare colours, < 0 undoes part of "
                          "the training's rebalancing (default: the checkpoint's, 0)")
+    ap.add_argument("--ab-blend", type=float, default=None,
+                    help="blend head: the annealed mean's share of the served ab, 0 to 1 (default: the checkpoint's)")
+    ap.add_argument("--ab-regression-gain", type=float, default=None,
+                    help="blend head: the regression's chroma gain inside the blend (default: the checkpoint's)")
     ap.add_argument("--weights-dtype", choices=("float16", "float32"), default="float16",
                     help="storage dtype of NAME.safetensors (float16 halves its size; loaded as float32)")
     args = ap.parse_args(argv)
@@ -388,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.parity_images is not None and not args.parity_images.is_dir():
         print(f"colorize-gan-export: {args.parity_images}: not a directory", file=sys.stderr)
         return 2
-    worst = export_bundle(args.checkpoint, args.output, args.parity_images, args.weights_dtype, args.render_size, args.ab_gain,
-                          args.ab_temperature, args.ab_prior_alpha)
+    worst = export_bundle(args.checkpoint, args.output, args.parity_images, args.weights_dtype, args.render_size,
+                          **{k: getattr(args, k) for k in SERVED_OPTIONS})
     print(f"parity (ORT CPU vs torch, max |delta ab|): FP32 {worst['onnx']:.2e}, FP16 {worst['onnx_fp16']:.3f}"
           + (f"; scene graph {worst['scene']:.1e} (relative)" if "scene" in worst else ""))
     stem = bundle_stem(args.output)

@@ -11,6 +11,7 @@ With ``gan=False`` (the pretraining phase) only the L1 term trains G and D is no
 A generator with a distribution head (``dist_loss`` given) is trained on its logits with the rebalanced
 cross-entropy (trainer/colour_classes.py) times ``lambda_ce``; ``fake`` is their decoding (the served annealed
 mean), which D judges and whose L1 is logged (and added times ``lambda_l1``, 0 for a pure distribution loss).
+A blend head (both heads) adds the L1 of its regression head instead; D judges the served blend.
 D is not wrapped in DDP (it runs twice per step, which DDP's reducer does not allow); under
 torch.distributed its gradients are averaged by hand instead.
 """
@@ -25,10 +26,12 @@ from torch import nn
 from .networks import GANLoss
 
 
-def decode(G: nn.Module, logits: torch.Tensor) -> torch.Tensor:
-    """A distribution head's logits -> the served ab of a (maybe DDP-wrapped) generator."""
+def decode(G: nn.Module, logits: torch.Tensor, regression: torch.Tensor | None = None) -> torch.Tensor:
+    """A distribution head's logits (and a blend head's regression) -> the served ab of a (maybe DDP-wrapped)
+    generator."""
     g = G.module if isinstance(G, nn.parallel.DistributedDataParallel) else G
-    return g.distribution.decode_full(logits, g.spec)
+    annealed = g.distribution.decode_full(logits, g.spec)
+    return annealed if regression is None else g.blend(annealed, regression)
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -73,13 +76,15 @@ class GANStep:
         """One step; the losses come back as detached 0-d tensors on the device (no host sync per step: the
         caller reads them with .item() only when it reports)."""
         losses: dict[str, torch.Tensor] = {}
+        regression = None
         with self._autocast(L.device.type):
             if self.dist_loss is None:
                 fake = self.G(L) if hints is None else self.G(L, hints)
             else:
                 logits = self.G(L, hints, return_logits=True)
+                logits, regression = logits if isinstance(logits, tuple) else (logits, None)
                 with torch.autocast(L.device.type, enabled=False):
-                    fake = decode(self.G, logits)
+                    fake = decode(self.G, logits, regression)
         if gan:
             set_requires_grad(self.D, True)
             self.opt_d.zero_grad(set_to_none=True)
@@ -93,7 +98,7 @@ class GANStep:
             set_requires_grad(self.D, False)
             losses["d"] = loss_d.detach()
         self.opt_g.zero_grad(set_to_none=True)
-        l1 = (fake.float() - ab).abs().mean()
+        l1 = ((fake if regression is None else regression).float() - ab).abs().mean()
         loss_g = self.lambda_l1 * l1
         if self.dist_loss is not None:
             ce = self.dist_loss(logits, ab)

@@ -70,7 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--hint-p-none", type=float, default=0.5, help="fraction of training crops with no hints at all")
     m.add_argument("--ab-head", default=defaults.ab_head, choices=list(AB_HEADS),
                    help="regression: one ab per pixel, L1; distribution: probabilities over in-gamut ab bins, rebalanced "
-                        "cross-entropy, decoded in the graph (efficientnet-lite encoders; with --init, replaces a regression head)")
+                        "cross-entropy, decoded in the graph (efficientnet-lite encoders; with --init, replaces a regression head); "
+                        "blend: both, their ab mixed in the graph (with --init from a distribution model, adds a regression head)")
     m.add_argument("--ab-temperature", type=float, default=defaults.ab_temperature,
                    help="distribution head: the annealed mean's temperature used in training and validation "
                         "(the served one is set at export)")
@@ -95,13 +96,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--lr-d", type=float, default=None, help="discriminator learning rate (default: --lr)")
     o.add_argument("--encoder-lr", type=float, default=0.1, metavar="FACTOR",
                    help="efficientnet-lite encoders: the pretrained encoder learns at --lr times this; 0 freezes it (decoder-only stage)")
+    o.add_argument("--train-only", nargs="+", default=None, metavar="MODULE",
+                   help="train only these modules of the generator (e.g. head: a blend's new regression head beside a "
+                        "trained distribution model); the rest frozen, its BatchNorm and dropout as served")
     o.add_argument("--head-lr", type=float, default=10.0, metavar="FACTOR",
                    help="distribution head: its 1x1 logits layer learns at --lr times this (a new head on a trained "
                         "decoder must grow from its initial scale)")
     o.add_argument("--beta1", type=float, default=0.5)
     o.add_argument("--lambda-l1", type=float, default=None,
                    help="weight of L1 (default 100; with a distribution head L1 of its decoded ab, default 0: L1 pulls "
-                        "the colour back towards the median)")
+                        "the colour back towards the median; with a blend head L1 of its regression head)")
     o.add_argument("--lambda-ce", type=float, default=1.0, help="distribution head: weight of the rebalanced cross-entropy")
     o.add_argument("--rebalance", type=float, default=0.5, metavar="LAMBDA",
                    help="distribution head: weights 1 / ((1 - LAMBDA) prior + LAMBDA / bins): 1 = no rebalancing, "
@@ -131,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if key not in RUN_CONTROL:
                 setattr(args, key, value)
     if args.init and not args.resume:
-        hint_levels, ab_head = args.hint_levels, args.ab_head
+        hint_levels, ab_head, defaults_head = args.hint_levels, args.ab_head, ModelSpec().ab_head
         try:
             init_spec = checkpoint.init_source(args.init)[0]
         except FileNotFoundError as exc:
@@ -140,7 +144,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if hasattr(args, key) and key not in ("ab_temperature",):
                 setattr(args, key, value)
         args.hint_levels = args.hint_levels or hint_levels  # the model options a fine-tune may add
-        if ab_head == "distribution":
+        if ab_head != defaults_head:
             args.ab_head = ab_head
     if not args.data:
         p.error("--data is required (unless --resume)")
@@ -178,7 +182,28 @@ def lr_factor(epoch: int, total: int, decay: int) -> float:
     return max(0.0, min(1.0, (total - epoch) / (decay + 1)))
 
 
+def head_prefixes(ab_head: str) -> set[str]:
+    """The weights' name prefixes of an ab_head's heads."""
+    return {"regression": {"head."}, "distribution": {"distribution."}, "blend": {"head.", "distribution."}}[ab_head]
+
+
 def generator_params(G: torch.nn.Module, args: argparse.Namespace) -> list[dict]:
+    """Adam parameter groups (``_param_groups``), limited to --train-only's modules when given (the rest frozen)."""
+    groups = _param_groups(G, args)
+    only = tuple(getattr(args, "train_only", None) or ())
+    if not only:
+        return groups
+    names = {id(p): n for n, p in G.named_parameters()}
+    chosen = {i for i, n in names.items() if any(n.startswith(t + ".") for t in only)}
+    if not chosen or not hasattr(type(G), "trainable"):
+        raise SystemExit(f"error: --train-only {' '.join(only)}: no such module in the generator, or an encoder without it")
+    for p in G.parameters():
+        p.requires_grad_(id(p) in chosen)
+    G.trainable = only
+    return [dict(g, params=[p for p in g["params"] if id(p) in chosen]) for g in groups if any(id(p) in chosen for p in g["params"])]
+
+
+def _param_groups(G: torch.nn.Module, args: argparse.Namespace) -> list[dict]:
     """Adam parameter groups: the pretrained encoder at --lr * --encoder-lr (left out and frozen at 0), a distribution
     head's logits layer at --lr * --head-lr, the rest at --lr."""
     encoder = getattr(G, "encoder", None)
@@ -252,25 +277,29 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     state = {"step": 0, "epoch": 0, "step_in_epoch": 0}
+    has_prior = bool(args.resume)  # the distribution head's prior came with the weights (a resume, or an init that has one)
     if args.init and not args.resume:
         from safetensors.torch import load_file
 
         init_spec, weights, init = checkpoint.init_source(args.init)
+        has_prior = init_spec.ab_head != "regression"
         state_dict = {k: v.float() for k, v in load_file(str(weights), device=str(device)).items()}
         missing, unexpected = G.load_state_dict(state_dict, strict=False)
-        # Added by --hint-levels (zero-initialised) or by --ab-head distribution (a new head replaces the regression one).
-        new = [k for k in missing if not k.startswith("hint_levels.") and not (init_spec.ab_head != spec.ab_head and k.startswith("distribution."))]
-        dropped = [k for k in unexpected if not (init_spec.ab_head != spec.ab_head and k.startswith("head."))]
+        # Added by --hint-levels (zero-initialised) or by --ab-head (a head the init lacks is new, one it has may go).
+        added, gone = head_prefixes(spec.ab_head) - head_prefixes(init_spec.ab_head), head_prefixes(init_spec.ab_head) - head_prefixes(spec.ab_head)
+        new = [k for k in missing if not k.startswith("hint_levels.") and not k.startswith(tuple(added))]
+        dropped = [k for k in unexpected if not k.startswith(tuple(gone))]
         if new or dropped:
             raise SystemExit(f"error: {args.init} does not match the model: missing {new[:3]}, unexpected {dropped[:3]}")
         if (init is not None and (init / "discriminator.safetensors").is_file()
                 and args.ndf == json.loads((init / "state.json").read_text())["args"].get("ndf")):
             D.load_state_dict(load_file(str(init / "discriminator.safetensors"), device=str(device)))
         log(f"initialised weights from {init or weights}")
-    colour_classes.setup(G, dataset, spec, bool(args.resume), log)
+    colour_classes.setup(G, dataset, spec, has_prior, log)
     stepper = GANStep(G, D, lambda_l1=args.lambda_l1, gan_mode=args.gan_mode, lr=args.lr, lr_d=args.lr_d,
                       betas=(args.beta1, 0.999), real_label=args.real_label, amp_dtype=amp, g_params=generator_params(G, args),
                       lambda_ce=args.lambda_ce)
+    G.train()  # from the first step, not the first validation: the frozen encoder BatchNorm (and --train-only)
     # Every rank holds the same G after a step; only rank 0 validates and saves, so only it keeps the average.
     ema = EMA(G, args.ema) if args.ema and is_main else None
     if args.resume:  # restores the average too (or, where the checkpoint kept none, starts it from its weights)
@@ -280,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"resumed from {checkpoint.resolve(args.resume)} at step {state['step']} (epoch {state['epoch']})")
         if ema is not None:
             ema.updates = state.get("ema_updates", 0)
-    if spec.ab_head == "distribution":  # after a resume: the prior came back with the weights
+    if spec.ab_head != "regression":  # after a resume: the prior came back with the weights
         stepper.dist_loss = colour_classes.DistributionLoss(G.distribution.centres, G.distribution.log_prior, spec.ab_scale,
                                                             args.rebalance)
     if world > 1:

@@ -16,7 +16,8 @@ Layout (H, W multiples of 32):
             so a dot reaches the coarse levels that spread colour over whole objects)
       -> full resolution: concat [L, hints], 3x3 conv/BN/ReLU, 3x3 conv -> tanh -> ab in [-1, 1]
          (or, with ``spec.ab_head == "distribution"``: at H/2 a 1x1 conv to logits over the in-gamut ab bins,
-          decoded to ab in the graph (the annealed mean, runtime/model/ab_distribution.py), bilinear x2)
+          decoded to ab in the graph (the annealed mean, runtime/model/ab_distribution.py), bilinear x2;
+          with "blend": both heads, their two ab mixed in the graph by spec.ab_blend and spec.ab_regression_gain)
 
 Hints (when ``spec.hints``): (N,3,H,W) = [a / ab_scale, b / ab_scale, mask]; zeros = no hints, which is
 what the network sees for the automatic result. The encoder's BatchNorm statistics stay frozen in
@@ -66,6 +67,9 @@ class EffNetUNet(nn.Module):
     """Normalized L (N,1,H,W) [+ hints (N,3,H,W)] -> normalized ab (N,2,H,W) in [-1, 1]."""
 
     freeze_encoder_bn = True
+    # Module names (e.g. ("head",)) the trainer's --train-only trains; every other module stays in eval mode in
+    # training too (its BatchNorm statistics and dropout as served). None: all train.
+    trainable: tuple[str, ...] | None = None
 
     def __init__(self, spec: ModelSpec):
         super().__init__()
@@ -86,12 +90,9 @@ class EffNetUNet(nn.Module):
         extra = 1 + (HINT_CHANNELS if spec.hints else 0)
         self.hint_levels = (nn.ModuleList(nn.Conv2d(HINT_CHANNELS, w, 1) for w in DECODER_WIDTHS)
                             if spec.hints and spec.hint_levels else None)
-        if spec.ab_head == "distribution":
-            self.head = None
-            self.distribution = DistributionHead(DECODER_WIDTHS[-1], spec)
-        else:
-            self.head = nn.Sequential(conv_bn_relu(DECODER_WIDTHS[-1] + extra, HEAD_WIDTH), nn.Conv2d(HEAD_WIDTH, 2, 3, 1, 1), nn.Tanh())
-            self.distribution = None
+        self.distribution = DistributionHead(DECODER_WIDTHS[-1], spec) if spec.ab_head != "regression" else None
+        self.head = (nn.Sequential(conv_bn_relu(DECODER_WIDTHS[-1] + extra, HEAD_WIDTH), nn.Conv2d(HEAD_WIDTH, 2, 3, 1, 1), nn.Tanh())
+                     if spec.ab_head != "distribution" else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -117,6 +118,10 @@ class EffNetUNet(nn.Module):
         if mode and self.freeze_encoder_bn:
             for m in self.encoder.modules():
                 if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        if mode and self.trainable is not None:
+            for name, m in self.named_modules():
+                if not any(True for _ in m.children()) and not any(name == t or name.startswith(t + ".") for t in self.trainable):
                     m.eval()
         return self
 
@@ -157,14 +162,30 @@ class EffNetUNet(nn.Module):
             y = self.add_hints(y, hints, i + 1, stride)
         return y, hints
 
-    def forward(self, x: torch.Tensor, hints: torch.Tensor | None = None, return_logits: bool = False) -> torch.Tensor:
-        """ab in [-1, 1]; ``return_logits`` (distribution head, training): the logits (N, Q, H/2, W/2) instead."""
+    def forward(self, x: torch.Tensor, hints: torch.Tensor | None = None,
+                return_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The served ab (normalized; the regression's in [-1, 1]). ``return_logits`` (training): a distribution
+        head's logits (N, Q, H/2, W/2) instead, and for a blend head the pair (logits, the regression's ab)."""
         y, hints = self.decoder_features(x, hints)
+        logits = None
         if self.distribution is not None:
             if return_logits:  # training: the head in float32 even under autocast (a low temperature magnifies its errors)
                 with torch.autocast(y.device.type, enabled=False):
-                    return self.distribution(y)
-            return self.distribution.serve(y, self.spec)  # float32 even in an FP16 graph
-        y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
+                    logits = self.distribution(y)
+                if self.head is None:
+                    return logits
+            elif self.head is None:
+                return self.distribution.serve(y, self.spec)  # float32 even in an FP16 graph
+        up = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
         extra = [x, hints] if self.hint_in is not None else [x]
-        return self.head(torch.cat([y, *extra], 1))
+        regression = self.head(torch.cat([up, *extra], 1))
+        if self.distribution is None:
+            return regression
+        if return_logits:
+            return logits, regression
+        return self.blend(self.distribution.serve(y, self.spec), regression)
+
+    def blend(self, annealed: torch.Tensor, regression: torch.Tensor) -> torch.Tensor:
+        """A blend head's served ab from its two parts (float32)."""
+        s = self.spec
+        return s.ab_blend * annealed + ((1.0 - s.ab_blend) * s.ab_regression_gain) * regression.float()

@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-SPEC_VERSION = 4  # 2: encoder and hints fields; 3: hint_levels; 4: ab_head and its decoding (older specs load unchanged)
+SPEC_VERSION = 5  # 2: encoder and hints fields; 3: hint_levels; 4: ab_head and its decoding; 5: the blend head (older specs load unchanged)
 ENCODERS = ("unet", "efficientnet-lite0", "efficientnet-lite2")
 HINT_CHANNELS = 3  # the hint input of a model with spec.hints: [a, b, mask]
-AB_HEADS = ("regression", "distribution")
+AB_HEADS = ("regression", "distribution", "blend")
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,16 @@ class ModelSpec:
     # How the network gives ab (efficientnet-lite encoders only): "regression" = one ab per pixel (tanh), trained with L1;
     # "distribution" = a probability over quantised in-gamut ab bins per pixel at half resolution (Zhang et al. 2016),
     # trained with rebalanced cross-entropy and decoded in the graph (runtime/model/ab_distribution.py):
-    # softmax((logits - ab_prior_alpha * log prior) / ab_temperature), its expectation, bilinear x2.
+    # softmax((logits - ab_prior_alpha * log prior) / ab_temperature), its expectation, bilinear x2;
+    # "blend" = both heads on one trunk, served as ab_blend * the distribution's annealed mean + (1 - ab_blend) *
+    # ab_regression_gain * the regression: the distribution gives vivid colour where it is sure, the L1 regression the
+    # median where it is not, and the two errors partly cancel.
     ab_head: str = "regression"
     ab_bin_size: float = 10.0  # distribution: bin spacing on the a and b axes (Lab units)
     ab_temperature: float = 0.38  # distribution: the annealed mean's temperature (1 = the mean, -> 0 the mode)
     ab_prior_alpha: float = 0.0  # distribution: decode-time prior correction: > 0 favours rare colours, < 0 common ones (0 = none)
+    ab_blend: float = 0.5  # blend: the annealed mean's share of the served ab (the rest is the regression's)
+    ab_regression_gain: float = 1.0  # blend: the regression's chroma gain inside the blend
     input_name: str = "L"
     hint_name: str = "hints"
     output_name: str = "ab"
@@ -68,8 +73,12 @@ class ModelSpec:
             raise ValueError(f"ab_gain must be in (0, 4], got {self.ab_gain}")
         if self.ab_head not in AB_HEADS:
             raise ValueError(f"unknown ab_head {self.ab_head!r} (expected one of {', '.join(AB_HEADS)})")
-        if self.ab_head == "distribution" and self.encoder == "unet":
-            raise ValueError("ab_head 'distribution' needs an efficientnet-lite encoder")
+        if self.ab_head != "regression" and self.encoder == "unet":
+            raise ValueError(f"ab_head {self.ab_head!r} needs an efficientnet-lite encoder")
+        if not 0 <= self.ab_blend <= 1:
+            raise ValueError(f"ab_blend must be in [0, 1], got {self.ab_blend}")
+        if not 0 < self.ab_regression_gain <= 4:
+            raise ValueError(f"ab_regression_gain must be in (0, 4], got {self.ab_regression_gain}")
         if not 0.01 <= self.ab_temperature <= 2:
             raise ValueError(f"ab_temperature must be in [0.01, 2], got {self.ab_temperature}")
         if not 2 <= self.ab_bin_size <= 40:
