@@ -1,7 +1,7 @@
-"""The blend head (issue 17): a regression head beside a distribution head on one trunk, their ab mixed in the graph
-(spec.ab_blend, spec.ab_regression_gain); the trainer adding one to a distribution model with --train-only head (the
-rest frozen, BatchNorm statistics included); the export of the mix in both graphs; the frozen encoder BatchNorm from
-a run's first step."""
+"""The blend (issue 17): a distribution decoder and a regression decoder on one encoder, their ab mixed in the graph
+(spec.ab_blend, spec.ab_regression_gain); tools/make_blend.py putting a regression model's decoder beside a
+distribution model's; the trainer fitting it with --train-only regression_decoder (the rest frozen, BatchNorm
+statistics included); the export of the mix in both graphs; the frozen encoder BatchNorm from a run's first step."""
 from __future__ import annotations
 
 import json
@@ -38,7 +38,7 @@ def test_the_served_ab_is_the_mix_of_the_two_heads():
     g = build_generator(SPEC).eval()
     with torch.no_grad():
         g.distribution.logits.weight.mul_(4.0)  # a head with opinions, so that the parts differ
-        g.head[1].weight.normal_(0, 0.05)
+        g.regression_decoder.head[1].weight.normal_(0, 0.05)
         x = torch.rand(1, 1, 64, 96) * 2 - 1
         served = g(x)
         logits, regression = g(x, return_logits=True)
@@ -46,6 +46,9 @@ def test_the_served_ab_is_the_mix_of_the_two_heads():
     assert logits.shape == (1, g.distribution.bins, 32, 48) and regression.shape == served.shape == (1, 2, 64, 96)
     assert torch.allclose(served, 0.3 * annealed + 0.7 * 2.0 * regression, atol=1e-6)
     assert (annealed - 2.0 * regression).abs().mean() > 0.02  # the two parts are not the same picture
+    first = {id(p) for p in [*g.up.parameters(), *g.fuse.parameters(), *g.global_mlp.parameters()]}
+    assert not first & {id(p) for p in g.regression_decoder.parameters()}  # two decoders, one encoder
+    assert not any(k.startswith("regression_decoder.encoder") for k in g.state_dict())
     for share, expected in ((1.0, annealed), (0.0, 2.0 * regression)):
         g.spec = ModelSpec(**{**SPEC.to_dict(), "ab_blend": share})
         with torch.no_grad():
@@ -64,7 +67,8 @@ def _common(data: Path, out: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def distribution_model(tmp_path_factory) -> tuple[Path, Path]:
-    """(a small distribution-head checkpoint with a prior from data, the photos): its trunk random but fixed."""
+    """(a small distribution-head checkpoint with a prior, the photos, a regression checkpoint of the same kind):
+    random but fixed."""
     from conftest import save_checkpoint
     from test_trainer import make_images
 
@@ -78,28 +82,54 @@ def distribution_model(tmp_path_factory) -> tuple[Path, Path]:
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
-    return save_checkpoint(tmp / "dist", g), data
+    r = build_generator(ModelSpec(encoder="efficientnet-lite0", fusion_dim=16, hints=True))
+    with torch.no_grad():
+        r.head[1].weight.normal_(0, 0.05)
+    return save_checkpoint(tmp / "dist", g), data, save_checkpoint(tmp / "reg", r)
 
 
-def test_train_only_adds_a_regression_head_and_freezes_the_rest(distribution_model, tmp_path):
+def test_make_blend_puts_the_regression_decoder_beside_the_distribution_model(distribution_model, tmp_path):
     from safetensors.torch import load_file
 
-    init, data = distribution_model
+    sys.path.insert(0, str(ROOT / "tools"))
+    from make_blend import main
+
+    dist, _, reg = distribution_model
+    assert main([str(dist), str(reg), "-o", str(tmp_path / "blend")]) == 0
+    spec = checkpoint.load_spec(tmp_path / "blend")
+    assert spec.ab_head == "blend" and spec.ab_blend == 0.5
+    blend = load_file(str(tmp_path / "blend" / "generator.safetensors"))
+    d, r = load_file(str(dist / "generator.safetensors")), load_file(str(reg / "generator.safetensors"))
+    assert all(torch.equal(blend[k], v) for k, v in d.items())  # the distribution model whole, its encoder included
+    assert all(torch.equal(blend[f"regression_decoder.{k}"], v) for k, v in r.items() if not k.startswith(("encoder.", "hint_in.")))
+    assert set(blend) == set(d) | {f"regression_decoder.{k}" for k in r if not k.startswith(("encoder.", "hint_in."))}
+    r = subprocess.run([sys.executable, str(ROOT / "tools/make_blend.py"), str(reg), str(dist), "-o", str(tmp_path / "bad")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "need a distribution model and a regression model" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_only_fits_the_regression_decoder_and_freezes_the_rest(distribution_model, tmp_path):
+    from safetensors.torch import load_file
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from make_blend import make_blend
+
+    dist, data, reg = distribution_model
+    init = make_blend(str(dist), str(reg), tmp_path / "init")
     run = tmp_path / "run"
-    r = _train([*_common(data, run), "--init", str(init), "--ab-head", "blend", "--train-only", "head", "--lr", "1e-3"])
+    r = _train([*_common(data, run), "--init", str(init), "--train-only", "regression_decoder", "--lr", "1e-3"])
     assert r.returncode == 0, r.stderr
-    spec = checkpoint.load_spec(run)
-    assert spec.ab_head == "blend"
+    assert checkpoint.load_spec(run).ab_head == "blend"
     before = load_file(str(init / "generator.safetensors"))
     after = checkpoint.load_generator(run).state_dict()
-    assert {k for k in after if k not in before} and all(k.startswith("head.") for k in after if k not in before)
-    frozen = [k for k in before if not k.endswith("num_batches_tracked")]
+    assert set(after) == set(before)
+    frozen = [k for k in before if not k.startswith("regression_decoder.") and not k.endswith("num_batches_tracked")]
     changed = [k for k in frozen if not torch.equal(after[k].float(), before[k].float())]
     assert not changed, changed[:5]  # weights, the prior and every BatchNorm statistic (eval mode when frozen)
-    head = checkpoint.load_generator(run).head
-    assert float(head[1].weight.abs().max()) > 2e-3  # it learned (initialised at N(0, 1e-3))
-    assert "log.csv" in {p.name for p in run.iterdir()}
-    r = _train([*_common(data, tmp_path / "bad"), "--init", str(init), "--ab-head", "blend", "--train-only", "nothing"])
+    learned = [k for k in before if k.startswith("regression_decoder.") and not torch.equal(after[k].float(), before[k].float())]
+    assert any(k.startswith("regression_decoder.head.") for k in learned)
+    assert any(k.startswith("regression_decoder.up.") and k.endswith("running_mean") for k in learned)  # it trains
+    r = _train([*_common(data, tmp_path / "bad"), "--init", str(init), "--train-only", "nothing"])
     assert r.returncode != 0 and "no such module" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -108,7 +138,7 @@ def test_encoder_batchnorm_statistics_stay_frozen_from_the_first_step(distributi
     first validation."""
     from safetensors.torch import load_file
 
-    init, data = distribution_model
+    init, data, _ = distribution_model
     run = tmp_path / "run"
     r = _train([*_common(data, run), "--init", str(init), "--lr", "1e-3"])
     assert r.returncode == 0, r.stderr
@@ -131,7 +161,7 @@ def test_export_serves_the_mix_in_both_graphs(distribution_model, tmp_path):
     g = build_generator(SPEC)
     with torch.no_grad():
         g.distribution.logits.weight.mul_(3.0)
-        g.head[1].weight.normal_(0, 0.05)
+        g.regression_decoder.head[1].weight.normal_(0, 0.05)
     model = save_checkpoint(tmp_path / "ckpt", g)
     out = tmp_path / "blend"
     worst = export_bundle(model, out, render_size=64, weights_dtype="float32", ab_blend=0.6, ab_regression_gain=1.5,
@@ -150,6 +180,6 @@ def test_export_serves_the_mix_in_both_graphs(distribution_model, tmp_path):
     with Colorizer.load(str(out) + ".json", backend="torch-cpu") as c, \
             Colorizer.load(str(out) + ".json", backend="onnxruntime") as c_ort:
         assert np.abs(c.predict_ab(L) - c_ort.predict_ab(L)).max() < 0.05
-    dist, _ = distribution_model
+    dist = distribution_model[0]
     with pytest.raises(SystemExit, match="needs a model with a blend head"):
         export_bundle(dist, tmp_path / "bad", ab_blend=0.5)

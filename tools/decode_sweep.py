@@ -14,7 +14,7 @@ decoding only; tools/calibrate_chroma.py and tools/frontier.py instead run a ser
   (``--blend-alphas`` x ``--blend-powers``).
 - ``sat m``: the annealed mean (T 0.38, no correction) times a chroma factor from m (flat) to 1 (peaked)
   (``--sat-mins``).
-- ``mix a w g`` (a blend head: a regression head beside the distribution): w times the annealed mean (T of
+- ``mix a w g`` (a blend: a regression decoder beside the distribution): w times the annealed mean (T of
   ``--mix-temperature``, prior correction a) plus (1 - w) times g times the regression, as the graph serves it
   (``--mix-alphas`` x ``--mix-shares`` x ``--mix-gains``).
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         kinds[f"blend a {a:g} p {p:g}"] = ("blend", a, p)
     for m in args.sat_mins:
         kinds[f"sat m {m:g}"] = ("sat", m)
-    if getattr(g, "head", None) is not None:  # a blend head
+    if spec.ab_head == "blend":  # a regression decoder beside the distribution
         for a, w, gain in itertools.product(args.mix_alphas, args.mix_shares, args.mix_gains):
             kinds[f"mix a {a:g} w {w:g} g {gain:g}"] = ("mix", a, w, gain)
 

@@ -5,8 +5,9 @@
 #   dist     a distribution head over the in-gamut ab bins (--ab-head distribution, Zhang et al. 2016): rebalanced
 #            cross-entropy only (--lambda-l1 0), decoded in the graph; everything trains, encoder at 0.1 x the lr
 #   regress  the same schedule with the regression head and L1 (the ablation: is it the head or the longer training?)
-#   blend    from a distribution model (INIT): a regression head beside its distribution head (--ab-head blend), trained
-#            alone with L1 at lr 1e-3 (--train-only head), the rest frozen; served as a mix of the two (blend in the spec)
+#   blend    from a blend checkpoint (INIT, made by tools/make_blend.py: a distribution model with a regression model's
+#            decoder beside its own, on its encoder): the regression decoder alone learns, with L1, the rest frozen
+#            (--train-only regression_decoder); served as a mix of the two (ab_blend, ab_regression_gain at export)
 #
 # Both: lr 1e-4, Adam beta1 0.9, EPOCHS epochs, the last DECAY decayed to 0, EMA 0.999, hints on half the crops
 # (at every decoder level, as the default), batch 16, the same split as tools/train_default.sh (--seed 0; 1,000 of
@@ -53,7 +54,7 @@ for name in $ARMS; do
   case $name in
     dist) arm dist --ab-head distribution --lambda-l1 0 > "$RUNS/dist.log" 2>&1 & ;;
     regress) arm regress --lambda-l1 100 > "$RUNS/regress.log" 2>&1 & ;;
-    blend) arm blend --ab-head blend --train-only head --lr 1e-3 --lambda-l1 100 > "$RUNS/blend.log" 2>&1 & ;;
+    blend) arm blend --train-only regression_decoder --lambda-l1 100 > "$RUNS/blend.log" 2>&1 & ;;
     *) echo "unknown arm $name" >&2; exit 2 ;;
   esac
   pids="$pids $!"

@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--ab-head", default=defaults.ab_head, choices=list(AB_HEADS),
                    help="regression: one ab per pixel, L1; distribution: probabilities over in-gamut ab bins, rebalanced "
                         "cross-entropy, decoded in the graph (efficientnet-lite encoders; with --init, replaces a regression head); "
-                        "blend: both, their ab mixed in the graph (with --init from a distribution model, adds a regression head)")
+                        "blend: a distribution decoder and a regression decoder on one encoder, their ab mixed in the graph (tools/make_blend.py)")
     m.add_argument("--ab-temperature", type=float, default=defaults.ab_temperature,
                    help="distribution head: the annealed mean's temperature used in training and validation "
                         "(the served one is set at export)")
@@ -97,8 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--encoder-lr", type=float, default=0.1, metavar="FACTOR",
                    help="efficientnet-lite encoders: the pretrained encoder learns at --lr times this; 0 freezes it (decoder-only stage)")
     o.add_argument("--train-only", nargs="+", default=None, metavar="MODULE",
-                   help="train only these modules of the generator (e.g. head: a blend's new regression head beside a "
-                        "trained distribution model); the rest frozen, its BatchNorm and dropout as served")
+                   help="train only these modules of the generator (e.g. regression_decoder: a blend's regression "
+                        "decoder beside a trained distribution model); the rest frozen, its BatchNorm and dropout as served")
     o.add_argument("--head-lr", type=float, default=10.0, metavar="FACTOR",
                    help="distribution head: its 1x1 logits layer learns at --lr times this (a new head on a trained "
                         "decoder must grow from its initial scale)")
@@ -184,7 +184,7 @@ def lr_factor(epoch: int, total: int, decay: int) -> float:
 
 def head_prefixes(ab_head: str) -> set[str]:
     """The weights' name prefixes of an ab_head's heads."""
-    return {"regression": {"head."}, "distribution": {"distribution."}, "blend": {"head.", "distribution."}}[ab_head]
+    return {"regression": {"head."}, "distribution": {"distribution."}, "blend": {"distribution.", "regression_decoder."}}[ab_head]
 
 
 def generator_params(G: torch.nn.Module, args: argparse.Namespace) -> list[dict]:

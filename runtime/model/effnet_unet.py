@@ -17,7 +17,9 @@ Layout (H, W multiples of 32):
       -> full resolution: concat [L, hints], 3x3 conv/BN/ReLU, 3x3 conv -> tanh -> ab in [-1, 1]
          (or, with ``spec.ab_head == "distribution"``: at H/2 a 1x1 conv to logits over the in-gamut ab bins,
           decoded to ab in the graph (the annealed mean, runtime/model/ab_distribution.py), bilinear x2;
-          with "blend": both heads, their two ab mixed in the graph by spec.ab_blend and spec.ab_regression_gain)
+          with "blend": the distribution's decoder and a second decoder (regression_decoder: fusion, up blocks, hint
+          levels and the regression head) on the one encoder, their two ab mixed in the graph by spec.ab_blend and
+          spec.ab_regression_gain)
 
 Hints (when ``spec.hints``): (N,3,H,W) = [a / ab_scale, b / ab_scale, mask]; zeros = no hints, which is
 what the network sees for the automatic result. The encoder's BatchNorm statistics stay frozen in
@@ -75,43 +77,59 @@ class EffNetUNet(nn.Module):
         super().__init__()
         self.spec = spec
         self.encoder = EfficientNetLite(spec.encoder, in_channels=1, num_classes=0)
-        skip_channels = self.encoder.skip_channels
         self.hint_in = nn.Conv2d(HINT_CHANNELS, STEM_CHANNELS, 3, 2, 1) if spec.hints else None
-        bottleneck = skip_channels[-1]
-        w0 = DECODER_WIDTHS[0]
-        if spec.fusion:
-            self.global_mlp = nn.Sequential(nn.Linear(HEAD_CHANNELS, spec.fusion_dim), nn.ReLU(inplace=True))
-            self.fuse = nn.Sequential(nn.Conv2d(bottleneck + spec.fusion_dim, w0, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True))
-        else:
-            self.global_mlp = None
-            self.fuse = nn.Sequential(nn.Conv2d(bottleneck, w0, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True))
-        skips = skip_channels[-2::-1]  # 112, 40, 24, 16 (Lite0)
-        self.up = nn.ModuleList(UpBlock(DECODER_WIDTHS[i], skips[i], DECODER_WIDTHS[i + 1]) for i in range(len(skips)))
-        extra = 1 + (HINT_CHANNELS if spec.hints else 0)
-        self.hint_levels = (nn.ModuleList(nn.Conv2d(HINT_CHANNELS, w, 1) for w in DECODER_WIDTHS)
-                            if spec.hints and spec.hint_levels else None)
+        first = self._decoder(spec)
+        for name in ("global_mlp", "fuse", "up", "hint_levels"):  # the first decoder's modules (names predate blends)
+            setattr(self, name, first.get(name))
         self.distribution = DistributionHead(DECODER_WIDTHS[-1], spec) if spec.ab_head != "regression" else None
-        self.head = (nn.Sequential(conv_bn_relu(DECODER_WIDTHS[-1] + extra, HEAD_WIDTH), nn.Conv2d(HEAD_WIDTH, 2, 3, 1, 1), nn.Tanh())
-                     if spec.ab_head != "distribution" else None)
+        self.head = self._regression_head(spec) if spec.ab_head == "regression" else None
+        # A blend: a second decoder on the same encoder, with the regression head (different features from a different
+        # loss: what the two get wrong differs more than for two heads on one decoder, so their mix gains).
+        self.regression_decoder = (nn.ModuleDict({**self._decoder(spec), "head": self._regression_head(spec)})
+                                   if spec.ab_head == "blend" else None)
         self.reset_parameters()
 
+    def _decoder(self, spec: ModelSpec) -> dict[str, nn.Module]:
+        skip_channels = self.encoder.skip_channels
+        bottleneck, w0 = skip_channels[-1], DECODER_WIDTHS[0]
+        parts: dict[str, nn.Module] = {}
+        if spec.fusion:
+            parts["global_mlp"] = nn.Sequential(nn.Linear(HEAD_CHANNELS, spec.fusion_dim), nn.ReLU(inplace=True))
+        parts["fuse"] = nn.Sequential(nn.Conv2d(bottleneck + (spec.fusion_dim if spec.fusion else 0), w0, 1, bias=False),
+                                      nn.BatchNorm2d(w0), nn.ReLU(inplace=True))
+        skips = skip_channels[-2::-1]  # 112, 40, 24, 16 (Lite0)
+        parts["up"] = nn.ModuleList(UpBlock(DECODER_WIDTHS[i], skips[i], DECODER_WIDTHS[i + 1]) for i in range(len(skips)))
+        if spec.hints and spec.hint_levels:
+            parts["hint_levels"] = nn.ModuleList(nn.Conv2d(HINT_CHANNELS, w, 1) for w in DECODER_WIDTHS)
+        return parts
+
+    @staticmethod
+    def _regression_head(spec: ModelSpec) -> nn.Module:
+        extra = 1 + (HINT_CHANNELS if spec.hints else 0)
+        return nn.Sequential(conv_bn_relu(DECODER_WIDTHS[-1] + extra, HEAD_WIDTH), nn.Conv2d(HEAD_WIDTH, 2, 3, 1, 1), nn.Tanh())
+
+    def decoders(self) -> list[nn.Module]:
+        """The modules holding a decoder's parts (global_mlp, fuse, up, hint_levels, head): the model, and a blend's second."""
+        return [self] if self.regression_decoder is None else [self, self.regression_decoder]
+
     def reset_parameters(self) -> None:
-        for m in [*self.up.modules(), *self.fuse.modules(), *(self.head.modules() if self.head is not None else []),
-                  *(self.global_mlp.modules() if self.global_mlp is not None else [])]:
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-        if self.head is not None:
-            last = self.head[1]
-            nn.init.normal_(last.weight, 0.0, 1e-3)  # start near ab = 0 (grey), the L1 optimum of knowing nothing
-            nn.init.zeros_(last.bias)
-        if self.hint_in is not None:  # no effect until trained: the pretrained encoder starts exactly as on ImageNet
+        for d in self.decoders():
+            for part in ("up", "fuse", "head", "global_mlp"):
+                for m in (getattr(d, part, None) or nn.Identity()).modules():
+                    if isinstance(m, (nn.Conv2d, nn.Linear)):
+                        nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                        if m.bias is not None:
+                            nn.init.zeros_(m.bias)
+            head = getattr(d, "head", None)
+            if head is not None:
+                nn.init.normal_(head[1].weight, 0.0, 1e-3)  # start near ab = 0 (grey), the L1 optimum of knowing nothing
+                nn.init.zeros_(head[1].bias)
+            for conv in getattr(d, "hint_levels", None) or ():  # no effect until trained: a model fine-tuned from one
+                nn.init.zeros_(conv.weight)                      # without them starts unchanged
+                nn.init.zeros_(conv.bias)
+        if self.hint_in is not None:  # likewise: the pretrained encoder starts exactly as on ImageNet
             nn.init.zeros_(self.hint_in.weight)
             nn.init.zeros_(self.hint_in.bias)
-        for conv in self.hint_levels or ():  # likewise: a model fine-tuned from one without them starts unchanged
-            nn.init.zeros_(conv.weight)
-            nn.init.zeros_(conv.bias)
 
     def train(self, mode: bool = True) -> "EffNetUNet":
         super().train(mode)
@@ -125,10 +143,10 @@ class EffNetUNet(nn.Module):
                     m.eval()
         return self
 
-    def add_hints(self, y: torch.Tensor, hints: torch.Tensor | None, level: int, stride: int) -> torch.Tensor:
-        if self.hint_levels is None:
-            return y
-        return y + self.hint_levels[level](pool_hints(hints, stride))
+    @staticmethod
+    def add_hints(decoder: nn.Module, y: torch.Tensor, hints: torch.Tensor | None, level: int, stride: int) -> torch.Tensor:
+        levels = getattr(decoder, "hint_levels", None)
+        return y if levels is None else y + levels[level](pool_hints(hints, stride))
 
     def _stem(self, x: torch.Tensor, hints: torch.Tensor | None) -> torch.Tensor:
         # L in [-1, 1] -> v = L/100 in [0, 1] -> (v*255 - 127)/128, the weights' input scaling.
@@ -144,48 +162,54 @@ class EffNetUNet(nn.Module):
         skips, head = self.encoder.features(self._stem(x, hints))
         return head.mean(dim=(2, 3)), skips[SCENE_PARTS_LEVEL]
 
-    def decoder_features(self, x: torch.Tensor, hints: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The decoder's last level (N, 32, H/2, W/2) and the hints as the network saw them (zeros when none)."""
+    def decoder_features(self, x: torch.Tensor, hints: torch.Tensor | None = None,
+                         decoders: int = 1) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The last level (N, 32, H/2, W/2) of the first ``decoders`` decoders (a blend has 2) on one encoder pass,
+        and the hints as the network saw them (zeros when none)."""
         if self.hint_in is not None and hints is None:
             hints = x.new_zeros(x.shape[0], HINT_CHANNELS, x.shape[2], x.shape[3])
         skips, head = self.encoder.features(self._stem(x, hints))
-        y = skips[-1]
-        if self.global_mlp is not None:
-            g = self.global_mlp(head.mean(dim=(2, 3)))
-            y = torch.cat([y, g[:, :, None, None].expand(-1, -1, y.shape[2], y.shape[3])], 1)
-        y = self.fuse(y)
-        stride = 32
-        y = self.add_hints(y, hints, 0, stride)
-        for i, (block, skip) in enumerate(zip(self.up, skips[-2::-1])):
-            y = block(y, skip)
-            stride //= 2
-            y = self.add_hints(y, hints, i + 1, stride)
-        return y, hints
+        pooled = head.mean(dim=(2, 3))
+        out = []
+        for d in self.decoders()[:decoders]:
+            y = skips[-1]
+            mlp = getattr(d, "global_mlp", None)
+            if mlp is not None:
+                g = mlp(pooled)
+                y = torch.cat([y, g[:, :, None, None].expand(-1, -1, y.shape[2], y.shape[3])], 1)
+            y = d.fuse(y)
+            stride = 32
+            y = self.add_hints(d, y, hints, 0, stride)
+            for i, (block, skip) in enumerate(zip(d.up, skips[-2::-1])):
+                y = block(y, skip)
+                stride //= 2
+                y = self.add_hints(d, y, hints, i + 1, stride)
+            out.append(y)
+        return out, hints
+
+    def _regress(self, head: nn.Module, y: torch.Tensor, x: torch.Tensor, hints: torch.Tensor | None) -> torch.Tensor:
+        up = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
+        extra = [x, hints] if self.hint_in is not None else [x]
+        return head(torch.cat([up, *extra], 1))
 
     def forward(self, x: torch.Tensor, hints: torch.Tensor | None = None,
                 return_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The served ab (normalized; the regression's in [-1, 1]). ``return_logits`` (training): a distribution
-        head's logits (N, Q, H/2, W/2) instead, and for a blend head the pair (logits, the regression's ab)."""
-        y, hints = self.decoder_features(x, hints)
-        logits = None
-        if self.distribution is not None:
-            if return_logits:  # training: the head in float32 even under autocast (a low temperature magnifies its errors)
-                with torch.autocast(y.device.type, enabled=False):
-                    logits = self.distribution(y)
-                if self.head is None:
-                    return logits
-            elif self.head is None:
-                return self.distribution.serve(y, self.spec)  # float32 even in an FP16 graph
-        up = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
-        extra = [x, hints] if self.hint_in is not None else [x]
-        regression = self.head(torch.cat([up, *extra], 1))
+        head's logits (N, Q, H/2, W/2) instead, and for a blend the pair (logits, its regression's ab)."""
+        ys, hints = self.decoder_features(x, hints, len(self.decoders()))
+        y = ys[0]
         if self.distribution is None:
-            return regression
-        if return_logits:
-            return logits, regression
-        return self.blend(self.distribution.serve(y, self.spec), regression)
+            return self._regress(self.head, y, x, hints)
+        if return_logits:  # training: the head in float32 even under autocast (a low temperature magnifies its errors)
+            with torch.autocast(y.device.type, enabled=False):
+                logits = self.distribution(y)
+        annealed = None if return_logits else self.distribution.serve(y, self.spec)  # float32 even in an FP16 graph
+        if self.regression_decoder is None:
+            return logits if return_logits else annealed
+        regression = self._regress(self.regression_decoder.head, ys[1], x, hints)
+        return (logits, regression) if return_logits else self.blend(annealed, regression)
 
     def blend(self, annealed: torch.Tensor, regression: torch.Tensor) -> torch.Tensor:
-        """A blend head's served ab from its two parts (float32)."""
+        """A blend's served ab from its two parts (float32)."""
         s = self.spec
         return s.ab_blend * annealed + ((1.0 - s.ab_blend) * s.ab_regression_gain) * regression.float()
