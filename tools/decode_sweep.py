@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from runtime import Colorizer
     from runtime.image.color import rgb_to_l
     from runtime.model.ab_distribution import upsample2
+    from runtime.model.effnet_unet import mix
     from trainer import checkpoint
 
     torch.set_num_threads(args.threads)
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def variant(logits: torch.Tensor, kind: tuple, conf: torch.Tensor, vivid: torch.Tensor) -> torch.Tensor:
         if kind[0] == "mix":  # at full resolution, where the regression is
-            return kind[2] * upsample2(head.decode(logits, args.mix_temperature, kind[1])) + (1 - kind[2]) * kind[3] * regression
+            return mix(upsample2(head.decode(logits, args.mix_temperature, kind[1])), regression, kind[2], kind[3])
         if kind[0] == "ann":
             return head.decode(logits, kind[1], kind[2])
         if kind[0] == "blend":

@@ -11,7 +11,7 @@ With ``gan=False`` (the pretraining phase) only the L1 term trains G and D is no
 A generator with a distribution head (``dist_loss`` given) is trained on its logits with the rebalanced
 cross-entropy (trainer/colour_classes.py) times ``lambda_ce``; ``fake`` is their decoding (the served annealed
 mean), which D judges and whose L1 is logged (and added times ``lambda_l1``, 0 for a pure distribution loss).
-A blend head (both heads) adds the L1 of its regression head instead; D judges the served blend.
+A blend (a second decoder with the regression head) adds the L1 of its regression instead; D judges the served blend.
 D is not wrapped in DDP (it runs twice per step, which DDP's reducer does not allow); under
 torch.distributed its gradients are averaged by hand instead.
 """
@@ -27,7 +27,7 @@ from .networks import GANLoss
 
 
 def decode(G: nn.Module, logits: torch.Tensor, regression: torch.Tensor | None = None) -> torch.Tensor:
-    """A distribution head's logits (and a blend head's regression) -> the served ab of a (maybe DDP-wrapped)
+    """A distribution head's logits (and a blend's regression) -> the served ab of a (maybe DDP-wrapped)
     generator."""
     g = G.module if isinstance(G, nn.parallel.DistributedDataParallel) else G
     annealed = g.distribution.decode_full(logits, g.spec)

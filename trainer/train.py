@@ -135,7 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if key not in RUN_CONTROL:
                 setattr(args, key, value)
     if args.init and not args.resume:
-        hint_levels, ab_head, defaults_head = args.hint_levels, args.ab_head, ModelSpec().ab_head
+        hint_levels, ab_head = args.hint_levels, args.ab_head
         try:
             init_spec = checkpoint.init_source(args.init)[0]
         except FileNotFoundError as exc:
@@ -144,7 +144,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if hasattr(args, key) and key not in ("ab_temperature",):
                 setattr(args, key, value)
         args.hint_levels = args.hint_levels or hint_levels  # the model options a fine-tune may add
-        if ab_head != defaults_head:
+        if ab_head != defaults.ab_head:
             args.ab_head = ab_head
     if not args.data:
         p.error("--data is required (unless --resume)")

@@ -69,7 +69,7 @@ class EffNetUNet(nn.Module):
     """Normalized L (N,1,H,W) [+ hints (N,3,H,W)] -> normalized ab (N,2,H,W) in [-1, 1]."""
 
     freeze_encoder_bn = True
-    # Module names (e.g. ("head",)) the trainer's --train-only trains; every other module stays in eval mode in
+    # Module names (e.g. ("regression_decoder",)) the trainer's --train-only trains; every other module stays in eval mode in
     # training too (its BatchNorm statistics and dropout as served). None: all train.
     trainable: tuple[str, ...] | None = None
 
@@ -162,16 +162,15 @@ class EffNetUNet(nn.Module):
         skips, head = self.encoder.features(self._stem(x, hints))
         return head.mean(dim=(2, 3)), skips[SCENE_PARTS_LEVEL]
 
-    def decoder_features(self, x: torch.Tensor, hints: torch.Tensor | None = None,
-                         decoders: int = 1) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """The last level (N, 32, H/2, W/2) of the first ``decoders`` decoders (a blend has 2) on one encoder pass,
-        and the hints as the network saw them (zeros when none)."""
+    def decoder_features(self, x: torch.Tensor, hints: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The last level (N, 32, H/2, W/2) of each decoder (a blend has 2) on one encoder pass, and the hints as the
+        network saw them (zeros when none)."""
         if self.hint_in is not None and hints is None:
             hints = x.new_zeros(x.shape[0], HINT_CHANNELS, x.shape[2], x.shape[3])
         skips, head = self.encoder.features(self._stem(x, hints))
         pooled = head.mean(dim=(2, 3))
         out = []
-        for d in self.decoders()[:decoders]:
+        for d in self.decoders():
             y = skips[-1]
             mlp = getattr(d, "global_mlp", None)
             if mlp is not None:
@@ -196,7 +195,7 @@ class EffNetUNet(nn.Module):
                 return_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The served ab (normalized; the regression's in [-1, 1]). ``return_logits`` (training): a distribution
         head's logits (N, Q, H/2, W/2) instead, and for a blend the pair (logits, its regression's ab)."""
-        ys, hints = self.decoder_features(x, hints, len(self.decoders()))
+        ys, hints = self.decoder_features(x, hints)
         y = ys[0]
         if self.distribution is None:
             return self._regress(self.head, y, x, hints)
@@ -210,6 +209,11 @@ class EffNetUNet(nn.Module):
         return (logits, regression) if return_logits else self.blend(annealed, regression)
 
     def blend(self, annealed: torch.Tensor, regression: torch.Tensor) -> torch.Tensor:
-        """A blend's served ab from its two parts (float32)."""
-        s = self.spec
-        return s.ab_blend * annealed + ((1.0 - s.ab_blend) * s.ab_regression_gain) * regression.float()
+        """A blend's served ab from its two parts (float32), at the spec's mix."""
+        return mix(annealed, regression, self.spec.ab_blend, self.spec.ab_regression_gain)
+
+
+def mix(annealed: torch.Tensor, regression: torch.Tensor, share: float, gain: float) -> torch.Tensor:
+    """``share`` x the annealed mean + (1 - ``share``) x ``gain`` x the regression, in float32 (tools/decode_sweep.py
+    tries other mixes of the same parts)."""
+    return share * annealed + ((1.0 - share) * gain) * regression.float()

@@ -54,9 +54,9 @@ class ModelSpec:
     # "distribution" = a probability over quantised in-gamut ab bins per pixel at half resolution (Zhang et al. 2016),
     # trained with rebalanced cross-entropy and decoded in the graph (runtime/model/ab_distribution.py):
     # softmax((logits - ab_prior_alpha * log prior) / ab_temperature), its expectation, bilinear x2;
-    # "blend" = both heads on one trunk, served as ab_blend * the distribution's annealed mean + (1 - ab_blend) *
-    # ab_regression_gain * the regression: the distribution gives vivid colour where it is sure, the L1 regression the
-    # median where it is not, and the two errors partly cancel.
+    # "blend" = the distribution's decoder and a second decoder with the regression head on one encoder, served as
+    # ab_blend * the annealed mean + (1 - ab_blend) * ab_regression_gain * the regression: the distribution gives vivid
+    # colour where it is sure, the L1 regression the median where it is not, and the two errors partly cancel.
     ab_head: str = "regression"
     ab_bin_size: float = 10.0  # distribution: bin spacing on the a and b axes (Lab units)
     ab_temperature: float = 0.38  # distribution: the annealed mean's temperature (1 = the mean, -> 0 the mode)
