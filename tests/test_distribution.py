@@ -212,7 +212,8 @@ def regression_default(folder: Path) -> Path:
     if spec.ab_head == "regression":
         return bundle
     g = build_generator(replace(spec, ab_head="regression", ab_gain=1.0))
-    trunk = {k: v.float() for k, v in load_file(str(weights)).items() if not k.startswith("distribution.")}
+    heads = ("distribution.", "regression_decoder.")  # a blend's second decoder goes too
+    trunk = {k: v.float() for k, v in load_file(str(weights)).items() if not k.startswith(heads)}
     missing, unexpected = g.load_state_dict(trunk, strict=False)
     assert not unexpected and all(k.startswith("head.") for k in missing)
     return save_checkpoint(folder, g)

@@ -170,7 +170,7 @@ def test_a_pretrained_encoder_gets_a_scene_graph_that_matches_torch(hint_bundle,
     assert abs(np.linalg.norm(from_onnx.vector) - 1) < 1e-5 and float(from_onnx.vector @ from_torch.vector) > 0.9999
     assert from_onnx.parts.shape == (40, 8, 12) and np.abs(from_onnx.parts - from_torch.parts).max() < 1e-3
     # a bundle without one (exported before scene graphs) gets it from its weights, the rest untouched
-    from trainer.export_onnx import add_scene_graph
+    from trainer.export_scene import add_scene_graph
 
     for key in ("json", "onnx", "onnx_fp16", "weights"):
         (tmp_path / p[key].name).write_bytes(p[key].read_bytes())

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parity-images", type=Path, default=None, help="folder of real images for the parity check")
     ap.add_argument("--render-size", type=int, default=256)
     args = ap.parse_args(argv)
-    from trainer.export_onnx import SCENE_TOLERANCE, add_scene_graph
+    from trainer.export_scene import SCENE_TOLERANCE, add_scene_graph
 
     worst = add_scene_graph(args.bundle, args.parity_images, args.render_size)
     print(f"scene graph parity (ORT CPU vs torch, relative): {worst:.1e}")

@@ -11,9 +11,10 @@ FP32 inputs/outputs, and keeps the L/ab scaling (and any InstanceNorm) in FP32, 
 strongly typed mode wants (see /work/shared/notes/tensorrt-onnx.md). A parity check runs both
 graphs in ONNX Runtime against torch on real or synthetic images and prints max |delta ab|.
 
-A model with a pretrained encoder also gets ``NAME_scene.onnx`` (FP32): L -> the encoder's features pooled over
-the picture and its features at 1/8 scale, which the reference matcher compares between a picture and its
-reference (runtime/image/reference.py). ``tools/add_scene_graph.py`` adds it to a bundle exported before it existed.
+A model with a pretrained encoder also gets ``NAME_scene.onnx`` (FP32 compute; its weights stored FP16 when
+``--weights-dtype`` is float16, trainer/onnx_storage.py): L -> the encoder's features pooled over the picture and its
+features at 1/8 scale, which the reference matcher compares between a picture and its
+reference (runtime/image/reference.py). trainer/export_scene.py exports it; ``tools/add_scene_graph.py`` adds it to a bundle exported before it existed.
 """
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends.gpu.engine_cache import sha256_file
-from runtime.backends.scene import SCENE_OUTPUTS
 from runtime.model.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, bundle_paths, bundle_stem
 from runtime.model.spec import ModelSpec
 
@@ -37,7 +37,6 @@ FP32_TOLERANCE = 0.05  # ab units; float reordering only
 FP16_TOLERANCE = 3.0  # ab units; FP16 weights + compute, well below visible (~2.3 is one JND in Lab)
 MAX_SIDE = 8192
 FLOAT32_BUFFERS = ("distribution.centres", "distribution.log_prior")
-SCENE_TOLERANCE = 1e-3  # relative to the largest feature; float reordering only
 SERVED_OPTIONS = ("ab_gain", "ab_temperature", "ab_prior_alpha", "ab_blend", "ab_regression_gain")  # export_bundle
 
 
@@ -125,75 +124,6 @@ def _export(model, example: tuple, path: Path, dims: dict, axes: dict, inputs: l
                   "exporter", file=sys.stderr)
         torch.onnx.export(model, example, str(path), dynamo=False, opset_version=OPSET, dynamic_axes=axes, **names)
         return "legacy"
-
-
-def export_scene_graph(generator, spec: ModelSpec, path: Path) -> str:
-    """The scene graph (runtime.model.generator.LabScene: L in [0, 100] -> the encoder's pooled features, output
-    ``scene``, and its features at 1/8 scale, output ``parts``), FP32 with BatchNorm folded, batch/H/W dynamic as the
-    main graph; returns the exporter used."""
-    from runtime.model.generator import LabScene
-
-    example, dims = _example_L(spec)
-    axes = {spec.input_name: {0: "batch", 2: "height", 3: "width"}, SCENE_OUTPUTS[0]: {0: "batch"},
-            SCENE_OUTPUTS[1]: {0: "batch", 2: "height8", 3: "width8"}}
-    return _export(LabScene(_folded(generator)).eval(), example, path, dims, axes, [spec.input_name], list(SCENE_OUTPUTS))
-
-
-def scene_parity(generator, spec: ModelSpec, path: Path, images: list[np.ndarray], render_size: int) -> float:
-    """max |delta| of the scene graph's outputs (ORT CPU) against torch over ``images``, relative to the largest
-    feature of each."""
-    import onnxruntime as ort
-    import torch
-
-    from runtime.image.color import rgb_to_l
-    from runtime.image.colorizer import prepare_l
-    from runtime.model.generator import LabScene
-
-    module = LabScene(generator).eval()
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    worst = 0.0
-    for rgb in images:
-        net_L, _ = prepare_l(rgb_to_l(rgb), spec.size_multiple, render_size)
-        with torch.inference_mode():
-            refs = [t.numpy() for t in module(torch.from_numpy(net_L.copy()))]
-        for got, ref in zip(sess.run(list(SCENE_OUTPUTS), {spec.input_name: net_L}), refs):
-            worst = max(worst, float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-6)))
-    return worst
-
-
-def write_scene_graph(generator, spec: ModelSpec, path: Path, images: list[np.ndarray], render_size: int) -> tuple[str, float]:
-    """Export, label and check the scene graph of a generator that has one; returns (exporter, parity)."""
-    exporter = export_scene_graph(generator, spec, path)
-    add_metadata(path, spec, {"colorize_gan.precision": "fp32", "colorize_gan.exporter": exporter,
-                              "colorize_gan.graph": "scene"})
-    return exporter, scene_parity(generator, spec, path, images, render_size)
-
-
-def add_scene_graph(bundle_json: Path, parity_images: Path | None = None, render_size: int = 256) -> float:
-    """Give an exported bundle (its .safetensors) the scene graph it lacks, and record it in its JSON; returns the
-    parity. For bundles exported before scene graphs existed (the main graphs are left as they are)."""
-    import torch
-
-    from runtime.backends.torch_cpu import build_lab_colorizer
-    from runtime.model.bundle import read_bundle_json, resolve
-    from runtime.model.generator import has_scene
-
-    files = resolve(bundle_json)
-    if not files.weights:
-        raise SystemExit(f"colorize-gan-export: {bundle_json}: the bundle has no .safetensors weights to export from")
-    gen = build_lab_colorizer(files).generator
-    if not has_scene(gen):
-        raise SystemExit(f"colorize-gan-export: {bundle_json}: this model has no scene features (a plain U-Net encoder)")
-    paths = bundle_paths(bundle_stem(bundle_json))
-    exporter, worst = write_scene_graph(gen, files.spec, paths["onnx_scene"], load_parity_images(parity_images), render_size)
-    data = read_bundle_json(paths["json"])
-    prov = data.setdefault("provenance", {})
-    prov.setdefault("exporters", {})["onnx_scene"] = exporter
-    prov["parity_scene_relative"] = worst
-    prov.setdefault("sha256", {})["onnx_scene"] = sha256_file(paths["onnx_scene"])
-    prov["scene_exported"] = f"{_now()} from {paths['weights'].name} (torch {torch.__version__})"
-    paths["json"].write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return worst
 
 
 def _now() -> str:
@@ -338,10 +268,13 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
     worst = parity(served, spec, {k: paths[k] for k in ("onnx", "onnx_fp16")}, images, render_size)
     from runtime.model.generator import has_scene
 
+    from .export_scene import write_scene_graph
+
     keys = ["onnx", "onnx_fp16", "weights"]
     scene = None
     if has_scene(gen):
-        exporters["onnx_scene"], scene = write_scene_graph(gen, spec, paths["onnx_scene"], images, render_size)
+        exporters["onnx_scene"], scene = write_scene_graph(gen, spec, paths["onnx_scene"], images, render_size,
+                                                                   weights_dtype == "float16")
         keys.append("onnx_scene")
     elif paths["onnx_scene"].exists():  # a stale scene graph of another model at this stem
         paths["onnx_scene"].unlink()
@@ -407,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in bundle_paths(stem).values():
         if p.is_file():
             print(f"  {p}  {p.stat().st_size / 1e6:.1f} MB")
+    from .export_scene import SCENE_TOLERANCE
+
     if worst["onnx"] > FP32_TOLERANCE or worst["onnx_fp16"] > FP16_TOLERANCE or worst.get("scene", 0.0) > SCENE_TOLERANCE:
         print(f"colorize-gan-export: parity check failed (tolerances: FP32 {FP32_TOLERANCE}, FP16 {FP16_TOLERANCE} ab units, "
               f"scene graph {SCENE_TOLERANCE} relative)", file=sys.stderr)
