@@ -278,7 +278,7 @@ def test_export_decodes_in_both_graphs_and_serves_the_temperature(distribution_r
     worst = {}
     for t in (1.0, 0.3):
         out = tmp_path / f"t{int(t * 10)}"
-        worst[t] = export_bundle(model, out, render_size=64, ab_temperature=t, weights_dtype="float16" if t < 1 else "float32")
+        worst[t] = export_bundle(model, out, render_size=64, ab_temperature=t, weights_dtype="float16" if t == 1 else "float32")
         assert json.loads(out.with_suffix(".json").read_text())["spec"]["ab_temperature"] == t
         assert worst[t]["onnx"] < 0.05
         if t == 1.0:  # a sharp decoding's worst pixel may flip between distant bins in FP16: its median is below
@@ -287,7 +287,7 @@ def test_export_decodes_in_both_graphs_and_serves_the_temperature(distribution_r
 
     ops = {n.op_type for n in onnx.load(str(bundle_paths(tmp_path / "t3")["onnx"])).graph.node}
     assert {"Softmax", "MatMul"} <= ops and "Einsum" not in ops  # the channels-last decoding ONNX Runtime runs fast
-    with safe_open(str(bundle_paths(tmp_path / "t3")["weights"]), "pt") as f:
+    with safe_open(str(bundle_paths(tmp_path / "t10")["weights"]), "pt") as f:
         assert f.get_tensor("distribution.centres").dtype == torch.float32
         assert f.get_tensor("up.0.conv.0.0.weight").dtype == torch.float16
     L = np.linspace(0, 100, 64 * 96, dtype=np.float32).reshape(1, 1, 64, 96)
@@ -301,7 +301,11 @@ def test_export_decodes_in_both_graphs_and_serves_the_temperature(distribution_r
         chroma[t] = float(np.hypot(ab[0, 0], ab[0, 1]).mean())
         with Colorizer.load(str(stem) + ".json", backend="torch-cpu") as c, \
                 Colorizer.load(str(stem) + ".json", backend="onnxruntime") as c_ort:  # torch serves the same decoding
-            assert np.abs(c.predict_ab(L) - c_ort.predict_ab(L)).max() < (0.05 if t == 1.0 else FP16_TOLERANCE)
+            diff = np.abs(c.predict_ab(L) - c_ort.predict_ab(L))
+            if t == 0.3:  # float32 weights in both: the same sharp decoding
+                assert diff.max() < 0.05
+            else:  # torch's float16-stored weights against the graph's float32 ones: as the FP16 graph above
+                assert float(np.median(diff)) < 0.5 and float(np.percentile(diff, 99)) < FP16_TOLERANCE, t
     assert chroma[0.3] > 1.2 * chroma[1.0] > 0
     with pytest.raises(SystemExit, match="needs a model with a distribution or blend head"):
         from conftest import make_checkpoint

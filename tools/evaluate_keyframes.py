@@ -1,6 +1,6 @@
 """Key-frame propagation measured on clips with real colour (issue 19's video protocol).
 
-    python tools/evaluate_keyframes.py [CLIP ...] [--frames 60] [--json docs/default-model/keyframes.json]
+    python tools/evaluate_keyframes.py [CLIP ...] [--frames 60] [--model BUNDLE] [--json docs/default-model/keyframes.json]
 
 For each clip (default: ../shared/data/video/*.avi), the true colour of frame 0 is the key frame and the clip is
 colorized through the real video pipeline (`colorize_video`: decoder luma, network, reference matching, the
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("clips", nargs="*", type=Path, default=CLIPS)
     ap.add_argument("--frames", type=int, default=60, help="frames after the key frame to score")
+    ap.add_argument("--model", default=None, help="bundle or trainer checkpoint (default: the embedded model)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -49,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.video import VideoOptions, colorize_video
     from trainer.metrics import ciede2000, psnr
 
-    c = Colorizer.load(None, backend="onnxruntime")
-    report = {"frames": args.frames, "clips": {}}
+    c = Colorizer.load(args.model, backend="onnxruntime" if args.model is None or args.model.endswith(".json")
+                       else "auto")
+    report = {"frames": args.frames, "model": args.model or "default", "clips": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for clip in args.clips:
             n = args.frames + 1
