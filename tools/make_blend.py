@@ -1,7 +1,7 @@
 """Put a regression model's decoder beside a distribution model's, on the distribution model's encoder: a blend
 (spec.ab_head "blend", runtime/model/effnet_unet.py) to fine-tune and export.
 
-    python tools/make_blend.py runs/campaign2/eval/dist2_step1888 runtime/model/weights/default.json -o runs/blend/init
+    python tools/make_blend.py runs/campaign2/eval/dist2_step1888 runs/prev/default.json -o runs/blend/init
     python -m trainer.train --init runs/blend/init --train-only regression_decoder ...   # fit it to the new encoder
 
 The two models must be the same kind of network (encoder, hints, hint levels, fusion), as two fine-tunes of one model

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Issue 17's training campaign: from the current default (runtime/model/weights/default.json), the last stage at the
-# served scale (224 px crops, not 128), in two arms on equal CPU time, each resumable:
+# Issue 17's training campaign: from INIT (default: the embedded model; the 2026-12-06 campaign started from the
+# previous default, runs/default/s4_hints exported at gain 1.73: see the README),
+# the last stage at the served scale (224 px crops, not 128), in two arms on equal CPU time, each resumable:
 #
 #   dist     a distribution head over the in-gamut ab bins (--ab-head distribution, Zhang et al. 2016): rebalanced
 #            cross-entropy only (--lambda-l1 0), decoded in the graph; everything trains, encoder at 0.1 x the lr

@@ -34,22 +34,24 @@ if TYPE_CHECKING:
 # Chosen by measurement with the first trained default model on its 10 held-out validation photos at full
 # resolution: render 256 scored best on PSNR, CIEDE2000 and colourfulness alike (384, 512 and 768 were each worse:
 # the model sees the whole scene at about the scale it was trained on), and its network time is ~1/3 of 512's
-# (docs/benchmarks.md). Checked again for the current model on TRAINING photos (tools/choose_render_size.py,
-# docs/default-model "Mirror averaging and the render size"): 224 scored 0.1 dB better on 289 small photos of mix/,
-# 256 0.2 dB better on 30 of the larger photos/, which are closer to what users bring; 256 stays.
+# (docs/benchmarks.md). Checked again for the second default on TRAINING photos (tools/choose_render_size.py,
+# docs/default-model/history/effnet-s4-gain1.73, "Mirror averaging and the render size"): 224 scored 0.1 dB better on
+# 289 small photos of mix/, 256 0.2 dB better on 30 of the larger photos/, which are closer to what users bring; and
+# for the blend default (docs/default-model/README.md): 256 0.03 dB better than 224 on the 289; 256 stays.
 DEFAULT_RENDER_SIZE = 256
 # Who follows colour hints. "spread": the automatic answer plus the hints spread along the photo's edges (local: a
 # dot's colour stops at clear edges, joins up with other dots between them, and beyond them fades over about a fifth
 # of the picture, where parts that look like a hinted one take its colour); "network": the model's own hint input.
-# The default model's hint input follows hints weakly and not locally (docs/default-model: +0.24 dB at 10 points, and
-# five dots on a small grey square turn the sky above it orange), so "spread" is the default (+3.50 dB at 10 points,
-# docs/hints/README.md).
+# The default models' hint input follows hints weakly and not locally (the previous default: +0.24 dB at 10 points,
+# and five dots on a small grey square turn the sky above it orange; docs/default-model/history/effnet-s4-gain1.73),
+# so "spread" is the default (docs/default-model/README.md: +3.33 dB at 10 points with the blend default).
 HINT_MODES = ("spread", "network")
 # The automatic colour is the mean of the network's answers for the picture and its mirror image (test-time
 # augmentation): where the two disagree the colour is a guess, and averaging tones guesses down while colours the
-# network is sure of stay. Chosen on TRAINING photos (docs/default-model, "Mirror averaging and the render size"):
-# +0.18 dB PSNR on 289 photos of mix/ and +0.10 dB on 30 larger photos at render 256, for 1.5-2.5 % less colour;
-# it costs a second network pass. mirror=False (CLI --no-mirror) runs one pass.
+# network is sure of stay. Chosen on TRAINING photos (docs/default-model/history/effnet-s4-gain1.73, "Mirror averaging
+# and the render size"): +0.18 dB PSNR on 289 photos of mix/ and +0.10 dB on 30 larger photos at render 256, for
+# 1.5-2.5 % less colour; for the blend default +0.16 dB on the 289 (docs/default-model/README.md). It costs a second
+# network pass. mirror=False (CLI --no-mirror) runs one pass.
 
 
 def load_backend(files: ModelFiles, backend: str = "auto", threads: int | None = None) -> Backend:

@@ -46,7 +46,7 @@ Five refinements over that plain form, each measured on training photos:
   Levin et al. spread the colour itself; the fading residual keeps a few dots from painting beyond their object.
   Hints at 10 points on training photos: 25.31 -> 26.11 dB, the bleed out of traced objects unchanged.
 
-The constants were chosen on training photos (tools/tune_hint_spread.py, docs/default-model/README.md): a longer
+The constants were chosen on training photos (tools/tune_hint_spread.py, docs/default-model/history/effnet-s4-gain1.73/README.md): a longer
 reach, a lower floor score higher on photos hinted all over from the truth, but carry a few dots' colour out of
 their object on smoothly textured surroundings; they were chosen to keep a hinted square's far surroundings within
 a few delta ab of the automatic result (tests/test_hints.py allows 6). SIGMA_L and the fill's constants were chosen
