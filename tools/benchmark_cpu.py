@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from runtime.image import fastcolor
-from runtime.image.colorizer import Colorizer, load_backend
-from runtime.image.imageio import read_image, split_luminance, write_image
-from runtime.model.bundle import resolve
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's runtime/trainer, not an installed copy
+from runtime.image import fastcolor  # noqa: E402
+from runtime.image.colorizer import Colorizer, load_backend  # noqa: E402
+from runtime.image.imageio import read_image, split_luminance, write_image  # noqa: E402
+from runtime.model.bundle import resolve  # noqa: E402
 
 STAGES = ("decode", "to_lab", "network", "to_rgb", "encode")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's runtime/trainer, not an installed copy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hint_demo import DOTS, PHOTO  # noqa: E402
 

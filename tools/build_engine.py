@@ -22,9 +22,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.backends.gpu.engine_profile import Inputs, Profile, default_profile, format_shape, model_inputs, parse_shape
-from runtime.model.spec import ModelSpec
-from runtime.backends.gpu.trt_build import INSTALL_HINT, PRECISIONS
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's runtime/trainer, not an installed copy
+from runtime.backends.gpu.engine_profile import Inputs, Profile, default_profile, format_shape, model_inputs, parse_shape  # noqa: E402
+from runtime.model.spec import ModelSpec  # noqa: E402
+from runtime.backends.gpu.trt_build import INSTALL_HINT, PRECISIONS  # noqa: E402
 
 EPILOG = f"""The profile's N x H x W applies to every input of the model: L (N x 1 x H x W) and, for a
 model that takes colour hints, its hint input (N x 3 x H x W).

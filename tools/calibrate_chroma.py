@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.evaluate import grey_baseline, load_colour
-from trainer.files import split_folders
-from trainer.metrics import colourfulness, score_image
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's runtime/trainer, not an installed copy
+from trainer.evaluate import grey_baseline, load_colour  # noqa: E402
+from trainer.files import split_folders  # noqa: E402
+from trainer.metrics import colourfulness, score_image  # noqa: E402
 
 
 def add_sample_args(ap: argparse.ArgumentParser) -> None:

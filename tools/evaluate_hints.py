@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.evaluate import grey_baseline, load_colour
-from trainer.files import find_images, split
-from trainer.metrics import score_image
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's runtime/trainer, not an installed copy
+from trainer.evaluate import grey_baseline, load_colour  # noqa: E402
+from trainer.files import find_images, split  # noqa: E402
+from trainer.metrics import score_image  # noqa: E402
 
 
 def patch_hints(truth: np.ndarray, corners, patch: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's runtime/trainer, not an installed copy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from doc_sheet import save_rows  # noqa: E402
 

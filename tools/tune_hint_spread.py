@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's runtime/trainer, not an installed copy
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate_hints import hint_image  # noqa: E402
 
