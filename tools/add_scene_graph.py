@@ -22,11 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parity-images", type=Path, default=None, help="folder of real images for the parity check")
     ap.add_argument("--render-size", type=int, default=256)
     args = ap.parse_args(argv)
-    from trainer.export_scene import SCENE_TOLERANCE, add_scene_graph
+    from trainer.export_scene import add_scene_graph, bundle_half_weights, scene_tolerance
 
     worst = add_scene_graph(args.bundle, args.parity_images, args.render_size)
-    print(f"scene graph parity (ORT CPU vs torch, relative): {worst:.1e}")
-    return 0 if worst <= SCENE_TOLERANCE else 1
+    tolerance = scene_tolerance(bundle_half_weights(args.bundle))
+    print(f"scene graph parity (ORT CPU vs torch, relative): {worst:.1e} (tolerance {tolerance:g})")
+    return 0 if worst <= tolerance else 1
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def run_once(c: Colorizer, src: Path, dst: Path, render_size: int) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=None)
+    ap.add_argument("--model", default=None, help="bundle or trainer checkpoint (default: the embedded model)")
     ap.add_argument("--backends", nargs="+", default=["onnxruntime", "torch-cpu"])
     ap.add_argument("--sizes", nargs="+", type=float, default=[1, 12, 24], help="megapixels")
     ap.add_argument("--repeat", type=int, default=3)
@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="cg-bench-"))
-    model = args.model
-    files = resolve(model)
+    files = resolve(args.model)
     inputs = [(mp, False, make_photo(mp, tmp / f"in_{mp:g}mp.jpg")) for mp in args.sizes]
     if args.colour:
         inputs += [(mp, True, make_photo(mp, tmp / f"in_{mp:g}mp_rgb.jpg", colour=True)) for mp in args.sizes]
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
              f"load average at start {os.getloadavg()[0]:.1f}; python {platform.python_version()}; "
              f"colour kernel: {fastcolor.kernel_status().split(' (')[0]}; render size {args.render_size}; "
              f"mirror averaging {'on' if args.mirror else 'off'}; "
-             f"median of {args.repeat}", ""]
+             f"median of {args.repeat}", f"model: {args.model or 'the embedded default'} ({files.onnx or files.weights})", ""]
     lines += ["| backend | input | decode | to-Lab | network | upsample+to-RGB | encode | **total** | target ratio | "
               "numpy to-Lab | numpy to-RGB | total with numpy |", "|" + "---|" * 12]
     for name in args.backends:

@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.video import VideoOptions, colorize_video
     from trainer.metrics import ciede2000, psnr
 
-    c = Colorizer.load(args.model, backend="onnxruntime" if args.model is None or args.model.endswith(".json")
-                       else "auto")
+    from runtime.model.bundle import resolve
+
+    files = resolve(args.model)  # a bundle runs on ONNX Runtime as the default does; a checkpoint on torch-cpu
+    c = Colorizer.load(args.model, backend="onnxruntime" if files.onnx else "torch-cpu")
     report = {"frames": args.frames, "model": args.model or "default", "clips": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for clip in args.clips:

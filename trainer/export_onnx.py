@@ -274,7 +274,7 @@ def export_bundle(checkpoint: Path, out: Path, parity_images: Path | None = None
     scene = None
     if has_scene(gen):
         exporters["onnx_scene"], scene = write_scene_graph(gen, spec, paths["onnx_scene"], images, render_size,
-                                                                   weights_dtype == "float16")
+                                                           half_weights=weights_dtype == "float16")
         keys.append("onnx_scene")
     elif paths["onnx_scene"].exists():  # a stale scene graph of another model at this stem
         paths["onnx_scene"].unlink()
@@ -340,11 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     for p in bundle_paths(stem).values():
         if p.is_file():
             print(f"  {p}  {p.stat().st_size / 1e6:.1f} MB")
-    from .export_scene import SCENE_TOLERANCE
+    from .export_scene import scene_tolerance
 
-    if worst["onnx"] > FP32_TOLERANCE or worst["onnx_fp16"] > FP16_TOLERANCE or worst.get("scene", 0.0) > SCENE_TOLERANCE:
+    scene_tol = scene_tolerance(args.weights_dtype == "float16")
+    if worst["onnx"] > FP32_TOLERANCE or worst["onnx_fp16"] > FP16_TOLERANCE or worst.get("scene", 0.0) > scene_tol:
         print(f"colorize-gan-export: parity check failed (tolerances: FP32 {FP32_TOLERANCE}, FP16 {FP16_TOLERANCE} ab units, "
-              f"scene graph {SCENE_TOLERANCE} relative)", file=sys.stderr)
+              f"scene graph {scene_tol:g} relative)", file=sys.stderr)
         return 1
     return 0
 

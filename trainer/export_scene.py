@@ -17,7 +17,24 @@ from runtime.model.spec import ModelSpec
 
 from .export_onnx import _example_L, _export, _folded, _now, add_metadata, load_parity_images
 
-SCENE_TOLERANCE = 2e-2  # relative to the largest feature; FP16-stored weights (measured 5e-3 to 7e-3)
+# Relative to the largest feature: FP32-stored weights differ from torch by float reordering only; FP16-stored ones
+# by the weights' rounding as well (measured 5e-3 to 7e-3 on the blend default).
+SCENE_TOLERANCE_FP32 = 1e-3
+SCENE_TOLERANCE_FP16 = 2e-2
+
+
+def scene_tolerance(half_weights: bool) -> float:
+    """The parity tolerance of a scene graph whose weights are stored FP16 (``half_weights``) or FP32."""
+    return SCENE_TOLERANCE_FP16 if half_weights else SCENE_TOLERANCE_FP32
+
+
+def bundle_half_weights(bundle_json: Path) -> bool:
+    """Whether a bundle stores its weights FP16 (provenance ``weights_dtype``; the exporter's default, float16, when a
+    bundle does not say): its scene graph is stored the same way."""
+    from runtime.model.bundle import read_bundle_json
+
+    prov = read_bundle_json(Path(bundle_json)).get("provenance", {})
+    return prov.get("weights_dtype", "float16") == "float16"
 
 
 def export_scene_graph(generator, spec: ModelSpec, path: Path) -> str:
@@ -54,8 +71,8 @@ def scene_parity(generator, spec: ModelSpec, path: Path, images: list[np.ndarray
     return worst
 
 
-def write_scene_graph(generator, spec: ModelSpec, path: Path, images: list[np.ndarray], render_size: int,
-                      half_weights: bool = True) -> tuple[str, float]:
+def write_scene_graph(generator, spec: ModelSpec, path: Path, images: list[np.ndarray], render_size: int, *,
+                      half_weights: bool) -> tuple[str, float]:
     """Export, label and check the scene graph of a generator that has one (``half_weights``: its weights stored
     FP16); returns (exporter, parity)."""
     from .onnx_storage import store_weights_half
@@ -70,7 +87,8 @@ def write_scene_graph(generator, spec: ModelSpec, path: Path, images: list[np.nd
 
 def add_scene_graph(bundle_json: Path, parity_images: Path | None = None, render_size: int = 256) -> float:
     """Give an exported bundle (its .safetensors) the scene graph it lacks, and record it in its JSON; returns the
-    parity. For bundles exported before scene graphs existed (the main graphs are left as they are)."""
+    parity. For bundles exported before scene graphs existed (the main graphs are left as they are). The graph's
+    weights are stored as the bundle's are (``bundle_half_weights``)."""
     import torch
 
     from runtime.backends.torch_cpu import build_lab_colorizer
@@ -84,7 +102,8 @@ def add_scene_graph(bundle_json: Path, parity_images: Path | None = None, render
     if not has_scene(gen):
         raise SystemExit(f"colorize-gan-export: {bundle_json}: this model has no scene features (a plain U-Net encoder)")
     paths = bundle_paths(bundle_stem(bundle_json))
-    exporter, worst = write_scene_graph(gen, files.spec, paths["onnx_scene"], load_parity_images(parity_images), render_size)
+    exporter, worst = write_scene_graph(gen, files.spec, paths["onnx_scene"], load_parity_images(parity_images), render_size,
+                                        half_weights=bundle_half_weights(paths["json"]))
     data = read_bundle_json(paths["json"])
     prov = data.setdefault("provenance", {})
     prov.setdefault("exporters", {})["onnx_scene"] = exporter
