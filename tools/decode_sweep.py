@@ -17,6 +17,11 @@ decoding only; tools/calibrate_chroma.py and tools/frontier.py instead run a ser
 - ``mix a w g`` (a blend: a regression decoder beside the distribution): w times the annealed mean (T of
   ``--mix-temperature``, prior correction a) plus (1 - w) times g times the regression, as the graph serves it
   (``--mix-alphas`` x ``--mix-shares`` x ``--mix-gains``).
+- ``spread a w g s`` (a blend): as ``mix``, but the annealed mean's share falls from w to 0 where its distribution is
+  spread over distant colours: w where the standard deviation of the annealed distribution (over the bin centres,
+  Lab units) is at most s, 0 from 2s on, linear between. An annealed mean between two distant modes is a colour
+  neither (between blue and red: magenta); there the regression's answer serves instead
+  (``--mix-alphas`` x ``--spread-shares`` x ``--mix-gains`` x ``--spreads``).
 
 Confidence is the distribution's concentration at T 1: 1 - entropy / log(bins), divided by ``CONCENTRATION_FULL``
 and clipped to [0, 1]. Choose settings on TRAINING photos (the default); ``--held-out`` scores the validation split.
@@ -61,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mix-shares", type=float, nargs="*", default=[0.5])
     ap.add_argument("--mix-gains", type=float, nargs="*", default=[1.3, 1.6, 1.9, 2.2])
     ap.add_argument("--mix-temperature", type=float, default=0.25)
+    ap.add_argument("--spreads", type=float, nargs="*", default=[], help="spread kinds' s, Lab units (none: no spread kinds)")
+    ap.add_argument("--spread-shares", type=float, nargs="*", default=[0.5])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -94,6 +101,21 @@ def main(argv: list[str] | None = None) -> int:
     if spec.ab_head == "blend":  # a regression decoder beside the distribution
         for a, w, gain in itertools.product(args.mix_alphas, args.mix_shares, args.mix_gains):
             kinds[f"mix a {a:g} w {w:g} g {gain:g}"] = ("mix", a, w, gain)
+        for a, w, gain, sd in itertools.product(args.mix_alphas, args.spread_shares, args.mix_gains, args.spreads):
+            kinds[f"spread a {a:g} w {w:g} g {gain:g} s {sd:g}"] = ("spread", a, w, gain, sd)
+
+    def spread_share(logits: torch.Tensor, alpha: float, share: float, sd: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the annealed mean, its per-pixel share) at H/2: the share falls from ``share`` to 0 as the annealed
+        distribution's standard deviation (Lab units) goes from ``sd`` to 2 ``sd``."""
+        z = logits.float()
+        if alpha:
+            z = z - alpha * head.log_prior.float()[None, :, None, None]
+        p = torch.softmax(z / args.mix_temperature, dim=1)
+        c = head.centres.float()
+        mean = torch.einsum("nqhw,qc->nchw", p, c)
+        second = torch.einsum("nqhw,q->nhw", p, (c * c).sum(1))[:, None]
+        std = (second - (mean * mean).sum(1, keepdim=True)).clamp_min(0).sqrt() * spec.ab_scale
+        return mean, share * (2.0 - std / sd).clamp(0, 1)
 
     def confidence(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(confidence, the annealed mean at VIVID_T) of one photo's logits: shared by every blend and sat kind."""
@@ -104,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     def variant(logits: torch.Tensor, kind: tuple, conf: torch.Tensor, vivid: torch.Tensor) -> torch.Tensor:
         if kind[0] == "mix":  # at full resolution, where the regression is
             return mix(upsample2(head.decode(logits, args.mix_temperature, kind[1])), regression, kind[2], kind[3])
+        if kind[0] == "spread":
+            mean, share = spread_share(logits, kind[1], kind[2], kind[4])
+            return mix(upsample2(mean), regression, upsample2(share), kind[3])
         if kind[0] == "ann":
             return head.decode(logits, kind[1], kind[2])
         if kind[0] == "blend":
