@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from runtime import Colorizer
+    from runtime.image.colorizer import load_backend
     from runtime.image.color import rgb_to_lab
     from runtime.video import VideoOptions, colorize_video
     from trainer.metrics import ciede2000, psnr
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.model.bundle import resolve
 
     files = resolve(args.model)  # a bundle runs on ONNX Runtime as the default does; a checkpoint on torch-cpu
-    c = Colorizer.load(args.model, backend="onnxruntime" if files.onnx else "torch-cpu")
+    c = Colorizer(load_backend(files, "onnxruntime" if files.onnx else "torch-cpu"), files)
     report = {"frames": args.frames, "model": args.model or "default", "clips": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for clip in args.clips:

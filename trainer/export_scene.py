@@ -33,8 +33,11 @@ def bundle_half_weights(bundle_json: Path) -> bool:
     bundle does not say): its scene graph is stored the same way."""
     from runtime.model.bundle import read_bundle_json
 
-    prov = read_bundle_json(Path(bundle_json)).get("provenance", {})
-    return prov.get("weights_dtype", "float16") == "float16"
+    return _half_weights(read_bundle_json(Path(bundle_json)))
+
+
+def _half_weights(bundle: dict) -> bool:
+    return bundle.get("provenance", {}).get("weights_dtype", "float16") == "float16"
 
 
 def export_scene_graph(generator, spec: ModelSpec, path: Path) -> str:
@@ -102,9 +105,9 @@ def add_scene_graph(bundle_json: Path, parity_images: Path | None = None, render
     if not has_scene(gen):
         raise SystemExit(f"colorize-gan-export: {bundle_json}: this model has no scene features (a plain U-Net encoder)")
     paths = bundle_paths(bundle_stem(bundle_json))
-    exporter, worst = write_scene_graph(gen, files.spec, paths["onnx_scene"], load_parity_images(parity_images), render_size,
-                                        half_weights=bundle_half_weights(paths["json"]))
     data = read_bundle_json(paths["json"])
+    exporter, worst = write_scene_graph(gen, files.spec, paths["onnx_scene"], load_parity_images(parity_images), render_size,
+                                        half_weights=_half_weights(data))
     prov = data.setdefault("provenance", {})
     prov.setdefault("exporters", {})["onnx_scene"] = exporter
     prov["parity_scene_relative"] = worst
