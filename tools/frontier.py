@@ -50,12 +50,24 @@ def with_temperature(model: str | None, temperature: float, folder: Path, prior_
     return str(out)
 
 
+def serve_photo(c, path: Path) -> tuple | None:
+    """A colour photo -> (truth, its grey picture, L, the served ab on the network grid, Geometry); None if unreadable."""
+    from runtime.image.color import rgb_to_l
+    from trainer.evaluate import grey_baseline, load_colour
+
+    truth = load_colour(path)
+    if truth is None:
+        return None
+    grey = grey_baseline(truth)
+    L = rgb_to_l(grey)
+    net_L, geom = c.prepare(L)
+    return truth, grey, L, c.predict_ab(net_L)[0], geom
+
+
 def frontier(model: str | None, photos: list[Path], saturations: list[float], label: str | None = None) -> dict:
     from tqdm import tqdm
 
     from runtime import Colorizer
-    from runtime.image.color import rgb_to_l
-    from trainer.evaluate import grey_baseline, load_colour
     from trainer.metrics import colourfulness, psnr
     from trainer.metrics import ciede2000 as de2000
     from runtime.image.color import rgb_to_lab
@@ -63,13 +75,10 @@ def frontier(model: str | None, photos: list[Path], saturations: list[float], la
     c = Colorizer.load(model, backend="cpu")
     rows = []  # per photo: cf_truth, psnr_grey, then per saturation (psnr, ciede2000, cf)
     for path in tqdm(photos, desc=f"frontier {model or 'default'}", unit="img", file=sys.stderr):
-        truth = load_colour(path)
-        if truth is None:
+        served = serve_photo(c, path)
+        if served is None:
             continue
-        grey = grey_baseline(truth)
-        L = rgb_to_l(grey)
-        net_L, geom = c.prepare(L)
-        ab = c.predict_ab(net_L)[0]
+        truth, grey, L, ab, geom = served
         lab_truth = rgb_to_lab(truth)
         per = []
         for s in saturations:

@@ -9,6 +9,8 @@
 #   blend    from a blend checkpoint (INIT, made by tools/make_blend.py: a distribution model with a regression model's
 #            decoder beside its own, on its encoder): the regression decoder alone learns, with L1, the rest frozen
 #            (--train-only regression_decoder); served as a mix of the two (ab_blend, ab_regression_gain at export)
+#   whole    from a blend (INIT, e.g. the embedded default): everything learns (encoder at 0.1x), cross-entropy on the
+#            distribution and 30 x L1 (campaign.md, next step 1: the two answers learned together)
 #
 # Both: lr 1e-4, Adam beta1 0.9, EPOCHS epochs, the last DECAY decayed to 0, EMA 0.999, hints on half the crops
 # (at every decoder level, as the default), batch 16, the same split as tools/train_default.sh (--seed 0; 1,000 of
@@ -56,6 +58,7 @@ for name in $ARMS; do
     dist) arm dist --ab-head distribution --lambda-l1 0 > "$RUNS/dist.log" 2>&1 & ;;
     regress) arm regress --lambda-l1 100 > "$RUNS/regress.log" 2>&1 & ;;
     blend) arm blend --train-only regression_decoder --lambda-l1 100 > "$RUNS/blend.log" 2>&1 & ;;
+    whole) arm whole --lambda-l1 30 > "$RUNS/whole.log" 2>&1 & ;;
     *) echo "unknown arm $name" >&2; exit 2 ;;
   esac
   pids="$pids $!"
