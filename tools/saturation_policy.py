@@ -75,8 +75,10 @@ def score(rows: list[dict], c, policy: tuple, M: float) -> list[tuple[float, flo
     out = []
     for r in rows:
         f = factor(policy, r["ab"], r["m"], M)
-        ab = (r["ab"] * np.float32(f)).astype(np.float32) if not np.isscalar(f) else r["ab"]
-        rgb = c.finish(r["L"], ab, r["geom"], saturation=float(f) if np.isscalar(f) else 1.0)
+        if np.isscalar(f):  # one factor for the photo: the runtime's own saturation
+            rgb = c.finish(r["L"], r["ab"], r["geom"], saturation=float(f))
+        else:
+            rgb = c.finish(r["L"], r["ab"] * f.astype(np.float32), r["geom"])
         out.append((psnr(rgb, r["truth"]), float(de2000(rgb_to_lab(rgb), r["lab_truth"]).mean()), colourfulness(rgb)))
     return out
 
@@ -113,15 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"model": args.model or "embedded default", "photos": len(rows), "held_out": args.held_out,
                     "median_chroma": M, "families": {}}
     print(f"{len(rows)} photos ({'held out' if args.held_out else 'training'}), median photo chroma M {M:.2f}")
+    psnr_grey = np.array([r["psnr_grey"] for r in rows])
     for name, policies in families.items():
-        fam = {}
-        for sub, sel in subsets.items():
-            fam[sub] = {"points": []}
+        fam = {sub: {"points": []} for sub in subsets}
         for policy in policies:
             per = np.array(score(rows, c, policy, M))
             for sub, sel in subsets.items():
-                grey = float(np.mean([r["psnr_grey"] for r, k in zip(rows, sel) if k]))
-                fam[sub]["points"].append({"s": policy[1], "psnr_gain": float(per[sel, 0].mean() - grey),
+                fam[sub]["points"].append({"s": policy[1], "psnr_gain": float(per[sel, 0].mean() - psnr_grey[sel].mean()),
                                            "ciede2000": float(per[sel, 1].mean()),
                                            "cf_ratio": float(per[sel, 2].mean() / cf_truth[sel].mean())})
         fam["all"]["at_cf_0.9"] = at_cf(fam["all"]["points"], 0.9)
